@@ -1,0 +1,69 @@
+# AgentKey — the two set-up commands are `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+WORKERS ?= 4
+THREADS ?= 4
+PYTEST_ARGS ?=
+
+.PHONY: run test lint serve worker beat migrate clean help
+
+help:
+	@echo "make run    - try AgentKey: embedded SQLite, demo org/agent/tool, serves on http://127.0.0.1:8000"
+	@echo "make test   - install test dependencies, check PostgreSQL and Redis, lint, run the whole suite"
+	@echo "make serve  - production web stack (gunicorn, production settings) on \$$HOST:\$$PORT"
+	@echo "make worker / make beat - Celery worker and scheduler (production)"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentKey needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT)
+	@echo
+	@echo "AgentKey is starting on http://$(HOST):$(PORT) (embedded default: SQLite in var/, no services)."
+	@echo "Run the 'try' line above in another terminal to fetch the demo credential as the demo agent."
+	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+
+test: $(VENV)/.installed-test
+	$(PY) bin/check-services
+	bin/ensure-chromium
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy .
+
+migrate: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+
+# Production web stack: REST API, admin and (later) the dashboard and /mcp on one address.
+serve: $(VENV)/.installed
+	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(PY) manage.py collectstatic --noinput -v 0
+	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(VENV)/bin/gunicorn agentkey.wsgi \
+		--bind $(HOST):$(PORT) --workers $(WORKERS) --threads $(THREADS) --worker-class gthread \
+		--access-logfile - --forwarded-allow-ips "$${FORWARDED_ALLOW_IPS:-127.0.0.1}"
+
+worker: $(VENV)/.installed
+	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(VENV)/bin/celery -A agentkey worker -l info
+
+beat: $(VENV)/.installed
+	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(VENV)/bin/celery -A agentkey beat -l info
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

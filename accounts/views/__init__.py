@@ -1,0 +1,1 @@
+"""Dashboard pages owned by accounts (each module exports ``urlpatterns``)."""

@@ -1,0 +1,216 @@
+"""Organizations, members and invitations."""
+
+from __future__ import annotations
+
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+from django.views.decorators.http import require_POST
+
+from accounts.console import (
+    console_view,
+    membership_of,
+    membership_required,
+    report,
+    signed_in,
+    switch_organization,
+)
+from accounts.members import (
+    invitation_accept,
+    invitation_by_token,
+    invitation_create,
+    invitation_revoke,
+    membership_change_role,
+    membership_remove,
+)
+from accounts.models import Invitation, Membership, Role
+from accounts.permissions import Capability
+from accounts.services import org_create
+from agentkey.core.errors import DomainError
+
+
+class OrgForm(forms.Form):
+    name = forms.CharField(max_length=120, label="Organization name", help_text="Your company or team.")
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="Email address")
+    role = forms.ChoiceField(
+        choices=Role.choices,
+        initial=Role.APPROVER,
+        help_text="Owner: everything, members. Admin: agents, tools, decisions. "
+        "Approver: decide requests, revoke. Auditor: read and export the audit log.",
+    )
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+@login_required
+def org_create_view(request: HttpRequest) -> HttpResponse:
+    form = OrgForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = org_create(name=form.cleaned_data["name"], owner=signed_in(request))
+        except DomainError as exc:
+            report(request, exc)
+        else:
+            switch_organization(
+                request,
+                Membership.objects.select_related("org", "user").get(org=org, user=signed_in(request)),
+            )
+            messages.success(request, f"{org.name} is ready. Next: create your first agent.")
+            return redirect("console:home")
+    first = membership_of(request) is None
+    return render(request, "console/org_create.html", {"form": form, "first": first})
+
+
+@login_required
+@require_POST
+def org_switch_view(request: HttpRequest) -> HttpResponse:
+    try:
+        org_id = uuid.UUID(request.POST.get("org", ""))
+    except ValueError:
+        return redirect("console:home")
+    membership = (
+        Membership.objects.select_related("org", "user")
+        .filter(user=signed_in(request), org_id=org_id)
+        .first()
+    )
+    if membership is not None:
+        switch_organization(request, membership)
+    return redirect("console:home")
+
+
+@console_view()
+def members_view(request: HttpRequest) -> HttpResponse:
+    membership = membership_required(request)
+    members = Membership.objects.filter(org=membership.org).select_related("user").order_by("user__email")
+    invitations = Invitation.objects.filter(
+        org=membership.org, accepted_at__isnull=True, revoked_at__isnull=True
+    ).select_related("invited_by")
+    return render(
+        request,
+        "console/members.html",
+        {
+            "section": "members",
+            "members": members,
+            "invitations": [i for i in invitations if i.is_open()],
+            "invite_form": InviteForm(),
+            "roles": Role.choices,
+        },
+    )
+
+
+@console_view(Capability.MANAGE_MEMBERS)
+@require_POST
+def member_invite_view(request: HttpRequest) -> HttpResponse:
+    membership = membership_required(request)
+    form = InviteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter a valid email address and role.")
+        return redirect("console:members")
+    try:
+        issued = invitation_create(
+            org=membership.org,
+            email=form.cleaned_data["email"],
+            role=form.cleaned_data["role"],
+            actor=membership,
+        )
+    except DomainError as exc:
+        report(request, exc)
+    else:
+        messages.success(request, f"Invitation sent to {issued.invitation.email}. The link works for 7 days.")
+    return redirect("console:members")
+
+
+@console_view(Capability.MANAGE_MEMBERS)
+@require_POST
+def invitation_revoke_view(request: HttpRequest, invitation_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    invitation = get_object_or_404(Invitation, id=invitation_id, org=membership.org)
+    try:
+        invitation_revoke(invitation=invitation, actor=membership)
+    except DomainError as exc:
+        report(request, exc)
+    else:
+        messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("console:members")
+
+
+@console_view()
+@require_POST
+def member_role_view(request: HttpRequest, member_id: int) -> HttpResponse:
+    membership = membership_required(request)
+    target = get_object_or_404(Membership.objects.select_related("user"), id=member_id, org=membership.org)
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        try:
+            membership_change_role(membership=target, role=form.cleaned_data["role"], actor=membership)
+        except DomainError as exc:
+            report(request, exc)
+        else:
+            messages.success(request, f"{target.user.email} is now {form.cleaned_data['role']}.")
+    return redirect("console:members")
+
+
+@console_view()
+@require_POST
+def member_remove_view(request: HttpRequest, member_id: int) -> HttpResponse:
+    membership = membership_required(request)
+    target = get_object_or_404(Membership.objects.select_related("user"), id=member_id, org=membership.org)
+    leaving = target.pk == membership.pk
+    try:
+        membership_remove(membership=target, actor=membership)
+    except DomainError as exc:
+        report(request, exc)
+        return redirect("console:members")
+    if leaving:
+        request.session.pop("agentkey_org", None)
+        messages.success(request, f"You left {membership.org.name}.")
+        return redirect("console:home")
+    messages.success(request, f"{target.user.email} was removed.")
+    return redirect("console:members")
+
+
+def invitation_view(request: HttpRequest, token: str) -> HttpResponse:
+    """The link in the invitation email: explains, then accepts on POST (never on GET)."""
+    invitation = invitation_by_token(token)
+    usable = invitation is not None and invitation.is_open()
+    if request.method == "POST" and request.user.is_authenticated and usable:
+        try:
+            joined = invitation_accept(token=token, user=signed_in(request))
+        except DomainError as exc:
+            report(request, exc)
+        else:
+            switch_organization(request, joined)
+            messages.success(request, f"Welcome to {joined.org.name}.")
+            return redirect("console:home")
+    response = render(
+        request,
+        "console/invitation.html",
+        {"invitation": invitation if usable else None, "token": token},
+        status=200 if usable else 404,
+    )
+    # The token is in the URL: never send it to another site. (Not "no-referrer": browsers
+    # then send "Origin: null" on the accept form, which CSRF protection rightly refuses.)
+    response["Referrer-Policy"] = "same-origin"
+    return response
+
+
+urlpatterns = [
+    path("orgs/new", org_create_view, name="org_create"),
+    path("orgs/switch", org_switch_view, name="org_switch"),
+    path("members/", members_view, name="members"),
+    path("members/invite", member_invite_view, name="member_invite"),
+    path("members/<int:member_id>/role", member_role_view, name="member_role"),
+    path("members/<int:member_id>/remove", member_remove_view, name="member_remove"),
+    path("members/invitations/<uuid:invitation_id>/revoke", invitation_revoke_view, name="invitation_revoke"),
+    path("invitations/<str:token>/", invitation_view, name="invitation"),
+]

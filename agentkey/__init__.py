@@ -1,0 +1,1 @@
+"""AgentKey: a self-hosted credential broker for AI agents (composition root)."""

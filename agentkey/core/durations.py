@@ -1,0 +1,29 @@
+"""Human durations such as ``30m``, ``8h``, ``7d``, ``2w``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_DURATION = re.compile(r"^\s*(?:(\d{1,6})\s*([smhdw])|(0))\s*$", re.IGNORECASE)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str) -> timedelta:
+    """Parse ``<n><unit>`` (s, m, h, d, w), or a bare ``0``. Raise ValueError with a usable message."""
+    match = _DURATION.match(value or "")
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; use forms like 30m, 8h, 7d")
+    if match.group(3):
+        return timedelta(0)
+    amount, unit = int(match.group(1)), match.group(2).lower()
+    return timedelta(seconds=amount * _UNIT[unit])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        size = _UNIT[unit]
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

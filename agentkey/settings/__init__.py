@@ -1,0 +1,1 @@
+"""Settings: ``base`` (the embedded default), ``test`` and ``production``."""

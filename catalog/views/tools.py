@@ -1,0 +1,206 @@
+"""Tools: health, editing and the shared credential.
+
+The list, the tool page and creation need grants (who has access, backers'
+requests) and live in ``grants.views.tools``; the usage guide has its own
+module (``catalog.views.guide``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
+
+from accounts.console import console_view, membership_required, report
+from accounts.permissions import Capability
+from agentkey.core.errors import DomainError
+from catalog.models import AuthType, CredentialMode, Tool
+from catalog.selectors import tools_for_org
+from catalog.services import KEEP, Keep, tool_rotate_credential, tool_update
+
+EXPIRY_WARNING = timedelta(days=14)
+ROTATION_DUE = timedelta(days=90)
+
+MODE_SHORT: dict[str, str] = {CredentialMode.SHARED: "Shared", CredentialMode.PER_AGENT: "Per agent"}
+
+
+# --- health ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Badge:
+    label: str
+    tone: str  # a pill class: danger | warn
+    detail: str
+
+
+def tool_health(tool: Tool, now: datetime) -> list[Badge]:
+    """What needs a human's attention about a tool's credential.
+
+    Rotation only concerns a shared credential that exists: a shared tool
+    without one says "no credential", and per-agent credentials live on the
+    grants, given at each approval.
+    """
+    badges = []
+    shared = tool.credential_mode == CredentialMode.SHARED
+    if shared and tool.secret_id is None:
+        badges.append(
+            Badge("no credential", "danger", "Approved agents cannot fetch anything until one is added.")
+        )
+    expires = tool.credential_expires_at
+    if expires is not None and expires <= now:
+        badges.append(Badge("credential expired", "danger", "The provider's credential has expired."))
+    elif expires is not None and expires <= now + EXPIRY_WARNING:
+        badges.append(Badge("expires within 14 days", "warn", "Rotate it before it stops working."))
+    rotated = tool.credential_rotated_at
+    if shared and tool.secret_id is not None and (rotated is None or rotated <= now - ROTATION_DUE):
+        badges.append(
+            Badge("not rotated in 90 days", "warn", "Long-lived credentials are worth replacing regularly.")
+        )
+    return badges
+
+
+# --- credential expiry as a date -------------------------------------------------------------------
+
+
+def day_start(day: date | None) -> datetime | None:
+    return datetime.combine(day, time.min, tzinfo=UTC) if day is not None else None
+
+
+def expiry_change(day: date | None, current: datetime | None) -> datetime | Keep | None:
+    """The service argument for a date field showing ``current``: unchanged keeps the exact stored time."""
+    if current is not None and day is not None and current.astimezone(UTC).date() == day:
+        return KEEP
+    return day_start(day)
+
+
+def expiry_initial(current: datetime | None) -> date | None:
+    return current.astimezone(UTC).date() if current is not None else None
+
+
+class ExpiryField(forms.DateField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("label", "Credential expires on")
+        kwargs.setdefault(
+            "help_text", "Optional: when the provider's credential stops working (UTC). Empty: no expiry."
+        )
+        super().__init__(widget=forms.DateInput(attrs={"type": "date"}), **kwargs)
+
+
+# --- edit ------------------------------------------------------------------------------------------
+
+
+class ToolEditForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    url = forms.CharField(required=False, max_length=500, label="Website URL")
+    description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+    auth_type = forms.ChoiceField(choices=AuthType.choices, label="Credential type")
+    credential_expires_on = ExpiryField()
+
+
+def managed_tool(request: HttpRequest, tool_id: uuid.UUID) -> Tool:
+    """A tool of the active organization, or 404."""
+    org_id = membership_required(request).org_id
+    return get_object_or_404(tools_for_org(org_id), id=tool_id)
+
+
+@console_view(Capability.MANAGE_TOOLS)
+def tool_edit_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    tool = managed_tool(request, tool_id)
+    initial = {
+        "name": tool.name,
+        "url": tool.url,
+        "description": tool.description,
+        "auth_type": tool.auth_type,
+        "credential_expires_on": expiry_initial(tool.credential_expires_at),
+    }
+    form = ToolEditForm(request.POST if request.method == "POST" else None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            tool_update(
+                tool=tool,
+                actor=membership,
+                name=data["name"],
+                url=data["url"],
+                description=data["description"],
+                auth_type=data["auth_type"],
+                credential_expires_at=expiry_change(
+                    data["credential_expires_on"], tool.credential_expires_at
+                ),
+            )
+        except DomainError as exc:
+            report(request, exc)
+        else:
+            messages.success(request, f"{tool.name} saved.")
+            return redirect("console:tool", tool_id=tool.id)
+    return render(
+        request,
+        "console/tool/edit.html",
+        {"section": "tools", "tool": tool, "form": form, "mode": MODE_SHORT.get(tool.credential_mode, "")},
+    )
+
+
+# --- rotate the shared credential ------------------------------------------------------------------
+
+
+class RotateForm(forms.Form):
+    credential = forms.CharField(
+        label="New credential",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted; never shown again. Agents get it on their very next fetch.",
+    )
+    credential_expires_on = ExpiryField()
+
+
+@sensitive_post_parameters("credential")
+@console_view(Capability.MANAGE_TOOLS)
+def tool_rotate_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    tool = managed_tool(request, tool_id)
+    if tool.credential_mode != CredentialMode.SHARED:
+        raise Http404("Per-agent tools have no tool credential.")
+    form = RotateForm(
+        request.POST if request.method == "POST" else None,
+        initial={"credential_expires_on": expiry_initial(tool.credential_expires_at)},
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        first = tool.secret_id is None
+        try:
+            tool_rotate_credential(
+                tool=tool,
+                actor=membership,
+                credential=data["credential"],
+                expires_at=expiry_change(data["credential_expires_on"], tool.credential_expires_at),
+            )
+        except DomainError as exc:
+            report(request, exc)
+        else:
+            done = "added" if first else "replaced"
+            messages.success(
+                request, f"Credential of {tool.name} {done}. The next fetch returns the new one."
+            )
+            return redirect("console:tool", tool_id=tool.id)
+    return render(
+        request,
+        "console/tool/rotate.html",
+        {"section": "tools", "tool": tool, "form": form, "health": tool_health(tool, timezone.now())},
+    )
+
+
+urlpatterns = [
+    path("tools/<uuid:tool_id>/edit", tool_edit_view, name="tool_edit"),
+    path("tools/<uuid:tool_id>/rotate", tool_rotate_view, name="tool_rotate"),
+]

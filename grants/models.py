@@ -1,0 +1,94 @@
+"""Access grants: one row per (agent, tool), reused across request cycles.
+
+The history of a grant lives in the audit log; the row holds its current state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Agent, Organization, User
+from agentkey.core.ids import uuid7
+from audit.services import AuditRef
+from catalog.models import Tool
+from vault.models import Secret
+
+
+class GrantStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+
+
+class AccessGrant(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="grants")
+    tool = models.ForeignKey(Tool, on_delete=models.PROTECT, related_name="grants")
+    status = models.CharField(max_length=16, choices=GrantStatus.choices, default=GrantStatus.PENDING)
+    reason = models.TextField(max_length=500, blank=True)
+    requested_duration = models.DurationField(null=True, blank=True)
+    denial_reason = models.TextField(max_length=500, blank=True)
+    secret = models.OneToOneField(Secret, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by_label = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "tool"], name="grants_one_per_agent_and_tool"),
+            models.CheckConstraint(condition=Q(status__in=GrantStatus.values), name="grants_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status=GrantStatus.DENIED) | ~Q(denial_reason=""),
+                name="grants_denied_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=GrantStatus.APPROVED) | Q(secret__isnull=True),
+                name="grants_secret_only_while_approved",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["org", "requested_at"],
+                condition=Q(status="pending"),
+                name="grants_pending_inbox_idx",
+            ),
+            models.Index(fields=["tool", "status"], name="grants_tool_status_idx"),
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status="approved", expires_at__isnull=False),
+                name="grants_approved_expiry_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} → {self.tool_id} ({self.status})"
+
+    def audit_ref(self) -> AuditRef:
+        label = f"{self.agent.name} → {self.tool.name}"
+        return AuditRef(
+            type="access_grant",
+            id=str(self.id),
+            label=label,
+            org_id=self.org_id,
+            agent_id=self.agent_id,
+            tool_id=self.tool_id,
+        )
+
+    def effective_status(self, now: datetime | None = None) -> str:
+        """The status an agent sees: an approval past its expiry is expired,
+        whether or not the expiry job has marked it yet."""
+        expired = self.expires_at is not None and self.expires_at <= (now or timezone.now())
+        if self.status == GrantStatus.APPROVED and expired:
+            return GrantStatus.EXPIRED
+        return self.status

@@ -1,0 +1,58 @@
+"""Scoped reads for grants."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import FilteredRelation, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Agent
+from catalog.models import Tool
+from grants.models import AccessGrant, GrantStatus
+
+
+@dataclass(frozen=True)
+class ToolAccess:
+    id: uuid.UUID
+    name: str
+    description: str
+    your_access: str
+    denial_reason: str | None
+    expires_at: datetime | None
+
+
+def tool_access_for_agent(agent: Agent) -> list[ToolAccess]:
+    """Every tool of the agent's organization with this agent's access, newest first. One query."""
+    rows = (
+        Tool.objects.filter(org_id=agent.org_id)
+        .annotate(mine=FilteredRelation("grants", condition=Q(grants__agent_id=agent.id)))
+        .order_by("-created_at", "id")
+        .values_list("id", "name", "description", "mine__status", "mine__denial_reason", "mine__expires_at")
+    )
+    now = timezone.now()
+    out = []
+    for tool_id, name, description, stored_status, denial_reason, expires_at in rows:
+        expired = expires_at is not None and expires_at <= now
+        status = GrantStatus.EXPIRED if stored_status == GrantStatus.APPROVED and expired else stored_status
+        out.append(
+            ToolAccess(
+                id=tool_id,
+                name=name,
+                description=description,
+                your_access=status or "none",
+                denial_reason=denial_reason or None,
+                expires_at=expires_at if status == GrantStatus.APPROVED else None,
+            )
+        )
+    return out
+
+
+def grants_for_org(org_id: uuid.UUID) -> QuerySet[AccessGrant]:
+    return AccessGrant.objects.filter(org_id=org_id)
+
+
+def pending_grants_for_org(org_id: uuid.UUID) -> QuerySet[AccessGrant]:
+    return grants_for_org(org_id).filter(status=GrantStatus.PENDING).select_related("agent", "tool")

@@ -1,0 +1,570 @@
+"""Access grants: request, approve, deny, revoke, assign; the credential vend."""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from accounts.models import Agent, AgentStatus, Organization
+from accounts.permissions import Capability, HumanActor, acting_user, require
+from agentkey.core.durations import format_duration
+from agentkey.core.errors import Conflict, FieldError, Forbidden, Message, NotFound, ValidationFailed
+from agentkey.core.links import console_link
+from audit.models import Action
+from audit.services import SystemActor, audit_record
+from catalog.models import AuthType, CredentialMode, Tool, ToolSuggestion
+from catalog.services import (
+    Backing,
+    GuideSuggested,
+    ToolCreated,
+    guide_suggest,
+    suggestion_accept,
+    tool_create,
+)
+from grants.models import AccessGrant, GrantStatus
+from notifications.models import Event
+from notifications.services import notify
+from vault.models import Secret
+from vault.services import secret_create, secret_delete, secret_reveal
+
+MIN_DURATION = timedelta(hours=1)
+MAX_DURATION = timedelta(days=30)
+
+TOOL_NOT_FOUND = Message(
+    "Tool not found.",
+    "Check the tool ID. Use GET /api/tools to browse available tools and their IDs.",
+)
+ALREADY_PENDING = Message(
+    "You already have a pending request for this tool.",
+    "Wait for a human admin to review your existing request. Check status via GET /api/tools.",
+)
+ALREADY_APPROVED = Message(
+    "You already have access to this tool.",
+    "Fetch your credentials via GET /api/tools/{tool_id}/credentials.",
+)
+NOT_APPROVED = "This tool has not been approved for the agent."
+NOT_APPROVED_HINTS: dict[str | None, str] = {
+    None: "Request access first via POST /api/tools/{tool_id}/request with a reason.",
+    GrantStatus.PENDING: "Your request is pending human review. Check status via GET /api/tools.",
+    GrantStatus.DENIED: "Your request was denied. Check GET /api/tools for the denial_reason. "
+    "You can submit a new request with a different justification.",
+    GrantStatus.REVOKED: "Your access was revoked. Submit a new request via POST /api/tools/{tool_id}/request.",
+    GrantStatus.EXPIRED: "Your access expired. Submit a new request via POST /api/tools/{tool_id}/request.",
+}
+GUIDE_NEEDS_APPROVAL = Message(
+    NOT_APPROVED, "Use this endpoint only after the tool has been approved and used."
+)
+CREDENTIAL_NOT_CONFIGURED = Message(
+    "Credential is not configured.",
+    "A human admin must add the credential for this tool in the AgentKey dashboard; retry after they do.",
+)
+GRANT_NOT_PENDING = Message(
+    "This request is {status}, not pending.",
+    "Refresh: someone else already decided it. Only pending requests can be approved or denied.",
+)
+GRANT_NOT_APPROVED = Message(
+    "This grant is {status}, not approved.",
+    "Only approved access can be revoked.",
+)
+CREDENTIAL_REQUIRED = Message(
+    "This tool uses a credential per agent.",
+    "Provide the credential for this agent when you approve.",
+)
+CREDENTIAL_NOT_ALLOWED = Message(
+    "This tool uses one shared credential.",
+    "Do not pass a credential on approval; rotate the tool's credential instead.",
+)
+EXPIRY_INVALID = Message(
+    "The expiry must be between 1 hour and 30 days from now.",
+    "Choose a duration such as 1h, 8h, 1d, 7d or 30d, or no expiry.",
+)
+DENIAL_REASON_REQUIRED = Message(
+    "A denial needs a reason.",
+    "Tell the agent why (5 to 500 characters); it sees the reason and can ask again differently.",
+)
+AGENT_NOT_IN_ORG = Message(
+    "The agent and the tool belong to different organizations.", "Pick a tool of the agent's organization."
+)
+ASSIGN_ALREADY_APPROVED = Message("The agent already has approved access to this tool.", "Nothing to do.")
+
+
+def _announce_request(grant: AccessGrant, agent: Agent, tool: Tool, reason: str) -> None:
+    """Tell the approvers (after commit, through the outbox) that a request waits in the inbox."""
+    duration = grant.requested_duration
+    notify(
+        org_id=grant.org_id,
+        event=Event.ACCESS_REQUESTED,
+        subject={
+            "agent": agent.name,
+            "tool": tool.name,
+            "reason": reason,
+            "duration": format_duration(duration) if duration else "as long as allowed",
+        },
+        link=console_link("inbox", anchor=f"grant-{grant.id}"),
+    )
+
+
+def _announce_decision(grant: AccessGrant, event: Event, actor: HumanActor, **extra: str) -> None:
+    notify(
+        org_id=grant.org_id,
+        event=event,
+        subject={
+            "agent": grant.agent.name,
+            "tool": grant.tool.name,
+            "decided_by": actor.audit_actor().label,
+            **extra,
+        },
+        link=console_link("agent", agent_id=grant.agent_id),
+    )
+
+
+def _expiry_label(expires_at: datetime | None) -> str:
+    return f"until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "no expiry"
+
+
+def _hint_for(status: str | None, tool_id: uuid.UUID) -> Message:
+    return Message(NOT_APPROVED, NOT_APPROVED_HINTS[status].format(tool_id=tool_id))
+
+
+def _check_expiry(expires_at: datetime | None, now: datetime) -> None:
+    if expires_at is None:
+        return
+    if (
+        not now + MIN_DURATION - timedelta(minutes=1)
+        <= expires_at
+        <= now + MAX_DURATION + timedelta(minutes=1)
+    ):
+        raise ValidationFailed(EXPIRY_INVALID, details=[FieldError("expires_at", EXPIRY_INVALID.error)])
+
+
+def check_duration(duration: timedelta) -> timedelta:
+    if not MIN_DURATION <= duration <= MAX_DURATION:
+        raise ValidationFailed(EXPIRY_INVALID, details=[FieldError("duration", EXPIRY_INVALID.error)])
+    return duration
+
+
+def _detach_secret(grant: AccessGrant) -> Secret | None:
+    """Unlink a per-agent credential; the caller deletes it after saving the grant,
+    so credential material is gone as soon as it stops being needed."""
+    secret = grant.secret if grant.secret_id is not None else None
+    grant.secret = None
+    return secret
+
+
+def _save_dropping(grant: AccessGrant, old_secret: Secret | None) -> None:
+    grant.save()
+    if old_secret is not None:
+        secret_delete(secret=old_secret)
+
+
+# --- agent side ------------------------------------------------------------------------------------
+
+
+def grant_request(*, agent: Agent, tool: Tool, reason: str, duration: timedelta | None = None) -> AccessGrant:
+    """An agent asks for access. Reopens a denied, revoked or expired grant; 409 if pending or approved."""
+    if tool.org_id != agent.org_id:
+        raise NotFound(TOOL_NOT_FOUND)
+    if duration is not None:
+        check_duration(duration)
+    now = timezone.now()
+    with transaction.atomic():
+        grant = AccessGrant.objects.select_for_update().filter(agent=agent, tool=tool).first()
+        reopened_from = None
+        if grant is None:
+            try:
+                with transaction.atomic():
+                    grant = AccessGrant.objects.create(
+                        org_id=agent.org_id,
+                        agent=agent,
+                        tool=tool,
+                        reason=reason,
+                        requested_duration=duration,
+                        requested_at=now,
+                    )
+            except IntegrityError:
+                # A concurrent request for the same pair won the insert.
+                raise Conflict(ALREADY_PENDING) from None
+        else:
+            status = grant.effective_status(now)
+            if status == GrantStatus.PENDING:
+                raise Conflict(ALREADY_PENDING, request_id=str(grant.id))
+            if status == GrantStatus.APPROVED:
+                raise Conflict(ALREADY_APPROVED.format(tool_id=tool.id))
+            reopened_from = status
+            old_secret = _detach_secret(grant)
+            grant.status = GrantStatus.PENDING
+            grant.reason = reason
+            grant.requested_duration = duration
+            grant.denial_reason = ""
+            grant.expires_at = None
+            grant.decided_by = None
+            grant.decided_by_label = ""
+            grant.decided_at = None
+            grant.requested_at = now
+            _save_dropping(grant, old_secret)
+        grant.agent, grant.tool = agent, tool
+        metadata: dict[str, Any] = {"tool_id": str(tool.id), "tool_name": tool.name, "reason": reason}
+        if duration is not None:
+            metadata["duration_seconds"] = int(duration.total_seconds())
+        if reopened_from:
+            metadata["reopened_from"] = reopened_from
+        audit_record(action=Action.GRANT_REQUESTED, actor=agent, target=grant, metadata=metadata)
+        _announce_request(grant, agent, tool, reason)
+    return grant
+
+
+@dataclass(frozen=True)
+class Vended:
+    tool: Tool
+    credential: str | dict[str, Any]
+    expires_at: datetime | None
+
+
+def credential_vend(*, agent: Agent, tool_id: uuid.UUID) -> Vended:
+    """The hot path (DESIGN §5): one query for grant + tool + ciphertext,
+    decrypt, commit the ``credential.vended`` row, then return.
+
+    Nothing is cached: a revoke or an expiry applies on the very next call.
+    """
+    grant = (
+        AccessGrant.objects.select_related("tool", "tool__secret", "secret")
+        .filter(agent_id=agent.id, tool_id=tool_id, tool__org_id=agent.org_id)
+        .first()
+    )
+    if grant is None:
+        if not Tool.objects.filter(id=tool_id, org_id=agent.org_id).exists():
+            raise NotFound(TOOL_NOT_FOUND)
+        raise Forbidden(_hint_for(None, tool_id))
+    now = timezone.now()
+    status = grant.effective_status(now)
+    if status != GrantStatus.APPROVED:
+        raise Forbidden(_hint_for(status, tool_id))
+    tool = grant.tool
+    secret = grant.secret if tool.credential_mode == CredentialMode.PER_AGENT else tool.secret
+    if secret is None:
+        raise Conflict(CREDENTIAL_NOT_CONFIGURED)
+    plaintext = secret_reveal(secret=secret)
+    grant.agent = agent
+    metadata = {"tool_id": str(tool.id), "tool_name": tool.name, "grant_id": str(grant.id)}
+    if connection.get_autocommit():
+        # Autocommit: the INSERT is committed by the time it returns, in one round trip.
+        audit_record(action=Action.CREDENTIAL_VENDED, actor=agent, target=tool, metadata=metadata)
+    else:
+        # Inside a caller's transaction the row would commit later, or not at all:
+        # durable=True refuses to run nested, so the guarantee cannot silently weaken.
+        with transaction.atomic(durable=True):
+            audit_record(action=Action.CREDENTIAL_VENDED, actor=agent, target=tool, metadata=metadata)
+    credential: str | dict[str, Any] = plaintext
+    if tool.auth_type == AuthType.OAUTH_TOKEN:
+        try:
+            parsed = json.loads(plaintext)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            credential = parsed
+    return Vended(tool=tool, credential=credential, expires_at=grant.expires_at)
+
+
+def guide_suggest_as_agent(*, agent: Agent, tool: Tool, learned: str, why: str) -> GuideSuggested:
+    """Only an agent that has (approved) access may propose guide improvements."""
+    grant = AccessGrant.objects.filter(agent=agent, tool=tool).first()
+    if grant is None or grant.effective_status() != GrantStatus.APPROVED:
+        raise Forbidden(GUIDE_NEEDS_APPROVAL)
+    return guide_suggest(agent=agent, tool=tool, learned=learned, why=why)
+
+
+# --- expiry ---------------------------------------------------------------------------------------
+
+EXPIRY_JOB = SystemActor(label="expiry job")
+
+
+def grants_expire_due(*, now: datetime | None = None, batch_size: int = 500) -> int:
+    """Mark approved grants past ``expires_at`` as expired and delete their per-agent credentials.
+
+    The vend already refuses them (``effective_status``); this makes the stored
+    state, the audit log and the vault agree, so credential material does not
+    outlive the access it was for. Locked rows (a concurrent decision) are
+    skipped and picked up on the next run.
+    """
+    now = now or timezone.now()
+    expired = 0
+    while True:
+        with transaction.atomic():
+            due = list(
+                AccessGrant.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("agent", "tool", "secret")
+                .filter(status=GrantStatus.APPROVED, expires_at__lte=now)
+                .order_by("expires_at")[:batch_size]
+            )
+            for grant in due:
+                old_secret = _detach_secret(grant)
+                grant.status = GrantStatus.EXPIRED
+                _save_dropping(grant, old_secret)
+                audit_record(
+                    action=Action.GRANT_EXPIRED,
+                    actor=EXPIRY_JOB,
+                    target=grant,
+                    metadata={
+                        "tool_name": grant.tool.name,
+                        "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+                    },
+                )
+        expired += len(due)
+        if len(due) < batch_size:
+            return expired
+
+
+# --- human side ------------------------------------------------------------------------------------
+
+
+def _decided(grant: AccessGrant, actor: HumanActor, now: datetime) -> None:
+    grant.decided_by = acting_user(actor)
+    grant.decided_by_label = actor.audit_actor().label
+    grant.decided_at = now
+
+
+def _lock_pending(grant: AccessGrant) -> AccessGrant:
+    locked = (
+        AccessGrant.objects.select_for_update(of=("self",)).select_related("agent", "tool").get(pk=grant.pk)
+    )
+    if locked.status != GrantStatus.PENDING:
+        raise Conflict(GRANT_NOT_PENDING.format(status=locked.effective_status()))
+    return locked
+
+
+class AsRequested(enum.Enum):
+    """Sentinel: approve for the duration the agent asked for (no expiry if it asked for none)."""
+
+    AS_REQUESTED = "as requested"
+
+
+AS_REQUESTED = AsRequested.AS_REQUESTED
+
+
+def grant_approve(
+    *,
+    grant: AccessGrant,
+    reviewer: HumanActor,
+    expires_at: datetime | AsRequested | None = AS_REQUESTED,
+    credential: str | None = None,
+) -> AccessGrant:
+    """Approve a pending request until ``expires_at``; ``None`` means no expiry, and the
+    default applies the agent's requested duration (if any). Exactly one of several
+    concurrent decisions wins: the row is locked and re-checked."""
+    require(reviewer, Capability.DECIDE_GRANTS, grant.org_id)
+    now = timezone.now()
+    if not isinstance(expires_at, AsRequested):
+        _check_expiry(expires_at, now)
+    with transaction.atomic():
+        locked = _lock_pending(grant)
+        per_agent = locked.tool.credential_mode == CredentialMode.PER_AGENT
+        if per_agent and not credential:
+            raise ValidationFailed(
+                CREDENTIAL_REQUIRED, details=[FieldError("credential", CREDENTIAL_REQUIRED.error)]
+            )
+        if not per_agent and credential:
+            raise ValidationFailed(
+                CREDENTIAL_NOT_ALLOWED, details=[FieldError("credential", CREDENTIAL_NOT_ALLOWED.error)]
+            )
+        if isinstance(expires_at, AsRequested):
+            expires_at = now + locked.requested_duration if locked.requested_duration is not None else None
+        locked.status = GrantStatus.APPROVED
+        locked.expires_at = expires_at
+        locked.denial_reason = ""
+        if per_agent and credential:
+            locked.secret = secret_create(plaintext=credential)
+        _decided(locked, reviewer, now)
+        locked.save()
+        audit_record(
+            action=Action.GRANT_APPROVED,
+            actor=reviewer,
+            target=locked,
+            metadata={
+                "from": GrantStatus.PENDING,
+                "tool_name": locked.tool.name,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        )
+        _announce_decision(locked, Event.ACCESS_APPROVED, reviewer, access=_expiry_label(expires_at))
+    return locked
+
+
+def grant_deny(*, grant: AccessGrant, reviewer: HumanActor, reason: str) -> AccessGrant:
+    require(reviewer, Capability.DECIDE_GRANTS, grant.org_id)
+    reason = " ".join((reason or "").split())
+    if not 5 <= len(reason) <= 500:
+        raise ValidationFailed(
+            DENIAL_REASON_REQUIRED, details=[FieldError("reason", DENIAL_REASON_REQUIRED.hint)]
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock_pending(grant)
+        locked.status = GrantStatus.DENIED
+        locked.denial_reason = reason
+        _decided(locked, reviewer, now)
+        locked.save()
+        audit_record(
+            action=Action.GRANT_DENIED,
+            actor=reviewer,
+            target=locked,
+            metadata={"from": GrantStatus.PENDING, "tool_name": locked.tool.name, "reason": reason},
+        )
+        _announce_decision(locked, Event.ACCESS_DENIED, reviewer, reason=reason)
+    return locked
+
+
+def grant_revoke(*, grant: AccessGrant, actor: HumanActor, reason: str = "") -> AccessGrant:
+    """Take access away. The agent's very next vend gets 403."""
+    require(actor, Capability.DECIDE_GRANTS, grant.org_id)
+    now = timezone.now()
+    with transaction.atomic():
+        locked = (
+            AccessGrant.objects.select_for_update(of=("self",))
+            .select_related("agent", "tool", "secret")
+            .get(pk=grant.pk)
+        )
+        if locked.status != GrantStatus.APPROVED:
+            raise Conflict(GRANT_NOT_APPROVED.format(status=locked.status))
+        was = locked.effective_status(now)
+        old_secret = _detach_secret(locked)
+        locked.status = GrantStatus.REVOKED
+        _decided(locked, actor, now)
+        _save_dropping(locked, old_secret)
+        audit_record(
+            action=Action.GRANT_REVOKED,
+            actor=actor,
+            target=locked,
+            metadata={"from": was, "tool_name": locked.tool.name, "reason": reason[:500]},
+        )
+        _announce_decision(locked, Event.ACCESS_REVOKED, actor, reason=reason[:500])
+    return locked
+
+
+def grant_assign(
+    *,
+    agent: Agent,
+    tool: Tool,
+    actor: HumanActor,
+    expires_at: datetime | None = None,
+    credential: str | None = None,
+) -> AccessGrant:
+    """Give an agent access without waiting for it to ask."""
+    require(actor, Capability.DECIDE_GRANTS, tool.org_id)
+    if agent.org_id != tool.org_id:
+        raise ValidationFailed(AGENT_NOT_IN_ORG)
+    now = timezone.now()
+    _check_expiry(expires_at, now)
+    per_agent = tool.credential_mode == CredentialMode.PER_AGENT
+    if per_agent and not credential:
+        raise ValidationFailed(
+            CREDENTIAL_REQUIRED, details=[FieldError("credential", CREDENTIAL_REQUIRED.error)]
+        )
+    if not per_agent and credential:
+        raise ValidationFailed(
+            CREDENTIAL_NOT_ALLOWED, details=[FieldError("credential", CREDENTIAL_NOT_ALLOWED.error)]
+        )
+    with transaction.atomic():
+        grant, created = AccessGrant.objects.select_for_update().get_or_create(
+            agent=agent, tool=tool, defaults={"org_id": tool.org_id, "reason": "", "requested_at": now}
+        )
+        was = "none" if created else grant.effective_status(now)
+        if was == GrantStatus.APPROVED:
+            raise Conflict(ASSIGN_ALREADY_APPROVED)
+        old_secret = _detach_secret(grant)
+        grant.status = GrantStatus.APPROVED
+        grant.expires_at = expires_at
+        grant.denial_reason = ""
+        if per_agent and credential:
+            grant.secret = secret_create(plaintext=credential)
+        _decided(grant, actor, now)
+        _save_dropping(grant, old_secret)
+        grant.agent, grant.tool = agent, tool
+        audit_record(
+            action=Action.GRANT_ASSIGNED,
+            actor=actor,
+            target=grant,
+            metadata={
+                "from": was,
+                "tool_name": tool.name,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        )
+        _announce_decision(grant, Event.ACCESS_APPROVED, actor, access=_expiry_label(expires_at))
+    return grant
+
+
+def _open_requests_for_backers(*, tool: Tool, backers: list[Backing]) -> list[AccessGrant]:
+    """A pending request for each backer that has no grant for ``tool`` yet.
+
+    A backer with any existing grant keeps it as it is: a denied or revoked
+    grant is never reopened on the agent's behalf.
+    """
+    opened = []
+    for backing in backers:
+        agent = backing.agent
+        if agent.status != AgentStatus.ACTIVE:
+            continue
+        grant, created = AccessGrant.objects.get_or_create(
+            agent=agent,
+            tool=tool,
+            defaults={"org_id": tool.org_id, "reason": backing.reason, "requested_at": timezone.now()},
+        )
+        if not created:
+            continue
+        grant.agent, grant.tool = agent, tool
+        audit_record(
+            action=Action.GRANT_REQUESTED,
+            actor=agent,
+            target=grant,
+            metadata={
+                "tool_id": str(tool.id),
+                "tool_name": tool.name,
+                "reason": backing.reason,
+                "via": "tool_suggestion",
+            },
+        )
+        _announce_request(grant, agent, tool, backing.reason)
+        opened.append(grant)
+    return opened
+
+
+def tool_add(
+    *, org: Organization, actor: HumanActor, suggestion: ToolSuggestion | None = None, **fields: Any
+) -> ToolCreated:
+    """Create a tool; every backer of a suggestion it answers gets a pending request.
+
+    Pending suggestions that match the tool's name or domain are answered
+    automatically. ``suggestion`` (the one an admin started from) is answered
+    too even if the tool was renamed so that it no longer matches; one decided
+    meanwhile is left as it is and the tool is still created.
+    """
+    with transaction.atomic():
+        created = tool_create(org=org, actor=actor, **fields)
+        accepted, backers = list(created.accepted), list(created.backers)
+        if suggestion is not None and suggestion.id not in {s.id for s in accepted}:
+            try:
+                more = suggestion_accept(suggestion=suggestion, tool=created.tool, actor=actor)
+            except Conflict:
+                more = None
+            if more is not None:
+                accepted.append(suggestion)
+                known = {b.agent.id for b in backers}
+                backers += [b for b in more if b.agent.id not in known]
+        _open_requests_for_backers(tool=created.tool, backers=backers)
+    return ToolCreated(tool=created.tool, accepted=accepted, backers=backers)
+
+
+def tool_suggestion_accept_into(
+    *, suggestion: ToolSuggestion, tool: Tool, actor: HumanActor
+) -> list[AccessGrant]:
+    """Answer a suggestion with a tool the catalog already has (say, under another name)."""
+    with transaction.atomic():
+        backers = suggestion_accept(suggestion=suggestion, tool=tool, actor=actor)
+        return _open_requests_for_backers(tool=tool, backers=backers)

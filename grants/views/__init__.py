@@ -1,0 +1,1 @@
+"""Dashboard pages that need grants: home, inbox, agent and tool detail, audit log."""

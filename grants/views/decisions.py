@@ -1,0 +1,229 @@
+"""Decisions on grants: approve and deny from the inbox (one at a time or in bulk), revoke from any page."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import path
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts.console import back, console_view, membership_required, report
+from accounts.permissions import Capability
+from agentkey.core.errors import CryptoError, DomainError, FieldError, Message, ValidationFailed
+from catalog.models import CredentialMode
+from grants.models import AccessGrant
+from grants.selectors import grants_for_org
+from grants.services import AS_REQUESTED as REQUESTED_DURATION
+from grants.services import AsRequested, grant_approve, grant_deny, grant_revoke
+from grants.views.inbox import (
+    AS_REQUESTED,
+    DURATION_CHOICES,
+    DURATIONS,
+    NO_EXPIRY,
+    PendingRequest,
+    human_duration,
+    is_htmx,
+    refused,
+    settled,
+)
+
+# One bulk POST decides at most this many requests (each is its own transaction and audit event).
+BULK_LIMIT = 200
+
+DURATION_UNKNOWN = Message(
+    "Choose how long the access lasts.",
+    "Pick 1 h, 8 h, 1 d, 7 d, 30 d, as requested (when the agent asked for a duration) or no expiry.",
+)
+NOTHING_SELECTED = "Select the requests to approve first."
+
+
+def _title(grant: AccessGrant) -> str:
+    return f"{grant.agent.name} → {grant.tool.name}"
+
+
+def _expiry(choice: str, grant: AccessGrant, now: datetime) -> tuple[datetime | AsRequested | None, str]:
+    """The ``expires_at`` for ``grant_approve`` and how to say it ("for 8 h")."""
+    if choice in DURATIONS:
+        duration, label = DURATIONS[choice]
+        return now + duration, f"for {label}"
+    asked = grant.requested_duration
+    if choice == AS_REQUESTED and asked is not None:
+        return REQUESTED_DURATION, f"for {human_duration(asked)} (as requested)"
+    if choice == NO_EXPIRY:
+        return None, "with no expiry"
+    raise ValidationFailed(DURATION_UNKNOWN, details=[FieldError("duration", DURATION_UNKNOWN.error)])
+
+
+def _grant_item(request: HttpRequest, grant: AccessGrant, error: str) -> HttpResponse:
+    return render(
+        request,
+        "console/inbox/_grant.html",
+        {"r": PendingRequest(grant), "error": error, "durations": DURATION_CHOICES},
+    )
+
+
+def _grant_lookup(request: HttpRequest, grant_id: uuid.UUID) -> AccessGrant:
+    membership = membership_required(request)
+    return get_object_or_404(grants_for_org(membership.org_id).select_related("agent", "tool"), id=grant_id)
+
+
+@sensitive_post_parameters("credential")
+@console_view(Capability.DECIDE_GRANTS)
+@require_POST
+def grant_approve_view(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    grant = _grant_lookup(request, grant_id)
+    try:
+        expires_at, span = _expiry(request.POST.get("duration", ""), grant, timezone.now())
+        grant_approve(
+            grant=grant,
+            reviewer=membership,
+            expires_at=expires_at,
+            credential=request.POST.get("credential") or None,
+        )
+    except (DomainError, CryptoError) as exc:
+        return refused(
+            request,
+            exc,
+            dom_id=f"grant-{grant.id}",
+            title=_title(grant),
+            item=lambda error: _grant_item(request, grant, error),
+        )
+    return settled(
+        request,
+        dom_id=f"grant-{grant.id}",
+        title=_title(grant),
+        outcome=f"approved {span} by you.",
+        label="Approved",
+    )
+
+
+@console_view(Capability.DECIDE_GRANTS)
+@require_POST
+def grant_deny_view(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    grant = _grant_lookup(request, grant_id)
+    try:
+        grant_deny(grant=grant, reviewer=membership, reason=request.POST.get("reason", "")[:2000])
+    except DomainError as exc:
+        return refused(
+            request,
+            exc,
+            dom_id=f"grant-{grant.id}",
+            title=_title(grant),
+            item=lambda error: _grant_item(request, grant, error),
+        )
+    return settled(
+        request,
+        dom_id=f"grant-{grant.id}",
+        title=_title(grant),
+        outcome="denied by you. The agent sees your reason.",
+        label="Denied",
+    )
+
+
+def _uuids(values: list[str]) -> list[uuid.UUID]:
+    ids = []
+    for value in values:
+        try:
+            ids.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    return list(dict.fromkeys(ids))
+
+
+@console_view(Capability.DECIDE_GRANTS)
+@require_POST
+def grant_approve_bulk_view(request: HttpRequest) -> HttpResponse:
+    """Approve the selected requests for one duration, each through ``grant_approve``.
+
+    Per-agent tools are skipped: each of those approvals needs its own credential.
+    """
+    membership = membership_required(request)
+    ids = _uuids(request.POST.getlist("grant"))[:BULK_LIMIT]
+    choice = request.POST.get("duration", "")
+    if not ids:
+        messages.warning(request, NOTHING_SELECTED)
+    elif choice not in DURATIONS and choice != AS_REQUESTED:
+        report(request, ValidationFailed(DURATION_UNKNOWN))
+    else:
+        grants = list(
+            grants_for_org(membership.org_id)
+            .filter(id__in=ids)
+            .select_related("agent", "tool")
+            .order_by("requested_at", "id")
+        )
+        approved, skipped, problems = [], [], []
+        for grant in grants:
+            if grant.tool.credential_mode == CredentialMode.PER_AGENT:
+                skipped.append(_title(grant))
+                continue
+            expires_at = timezone.now() + DURATIONS[choice][0] if choice in DURATIONS else REQUESTED_DURATION
+            try:
+                grant_approve(grant=grant, reviewer=membership, expires_at=expires_at)
+            except DomainError as exc:
+                problems.append(f"{_title(grant)}: {exc.error}")
+            else:
+                approved.append(_title(grant))
+        _bulk_messages(request, choice, approved, skipped, problems, missing=len(ids) - len(grants))
+    if is_htmx(request):
+        return HttpResponseClientRedirect(back(request, "console:inbox").url)
+    return back(request, "console:inbox")
+
+
+def _bulk_messages(
+    request: HttpRequest,
+    choice: str,
+    approved: list[str],
+    skipped: list[str],
+    problems: list[str],
+    *,
+    missing: int,
+) -> None:
+    if approved:
+        span = (
+            f"for {DURATIONS[choice][1]}" if choice in DURATIONS else "as each agent asked (else no expiry)"
+        )
+        n = len(approved)
+        messages.success(
+            request, f"Approved {n} request{'s' if n > 1 else ''} {span}: {', '.join(approved)}."
+        )
+    if skipped:
+        messages.warning(
+            request,
+            f"Skipped {len(skipped)} request{'s' if len(skipped) > 1 else ''} for per-agent tools, "
+            f"which each need their own credential; approve them one by one: {', '.join(skipped)}.",
+        )
+    if problems:
+        messages.error(request, "Not approved: " + "; ".join(problems))
+    if missing:
+        messages.error(request, f"{missing} selected request{'s were' if missing > 1 else ' was'} not found.")
+
+
+@console_view(Capability.DECIDE_GRANTS)
+@require_POST
+def grant_revoke_view(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    grant = get_object_or_404(grants_for_org(membership.org_id).select_related("agent", "tool"), id=grant_id)
+    try:
+        grant_revoke(grant=grant, actor=membership, reason=request.POST.get("reason", "")[:500])
+    except DomainError as exc:
+        report(request, exc)
+    else:
+        messages.success(request, f"{grant.agent.name} no longer has access to {grant.tool.name}.")
+    return back(request, "console:inbox")
+
+
+urlpatterns = [
+    path("grants/<uuid:grant_id>/approve", grant_approve_view, name="grant_approve"),
+    path("grants/<uuid:grant_id>/deny", grant_deny_view, name="grant_deny"),
+    path("grants/approve", grant_approve_bulk_view, name="grant_approve_bulk"),
+    path("grants/<uuid:grant_id>/revoke", grant_revoke_view, name="grant_revoke"),
+]

@@ -1,0 +1,5 @@
+"""Console routes owned by notifications."""
+
+from notifications import views
+
+urlpatterns = [*views.urlpatterns]
