@@ -64,7 +64,9 @@ class LiveStack:
 
 
 @contextlib.contextmanager
-def live_stack(tmp_path: Path, redis_db: int = 9) -> Iterator[LiveStack]:
+def live_stack(
+    tmp_path: Path, redis_db: int = 9, extra_env: dict[str, str] | None = None
+) -> Iterator[LiveStack]:
     name = f"agentkey_live_{secrets.token_hex(4)}"
     with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -87,6 +89,7 @@ def live_stack(tmp_path: Path, redis_db: int = 9) -> Iterator[LiveStack]:
         "WORKERS": "2",
         "THREADS": "2",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     env.pop("AGENTKEY_TEST_DB_NAME", None)
     log_path = tmp_path / "serve.log"
