@@ -119,7 +119,7 @@ def live_stack(
             try:
                 if requests.get(f"{stack.base_url}/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy to answer in time
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"make serve did not come up:\n{stack.log()[-3000:]}")
