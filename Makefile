@@ -52,7 +52,7 @@ lint: $(VENV)/.installed-test
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 
-# Production web stack: REST API, admin and (later) the dashboard and /mcp on one address.
+# Production web stack: REST API, dashboard, admin and /mcp (agentkey.mcp.mount) on one address.
 serve: $(VENV)/.installed
 	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(PY) manage.py collectstatic --noinput -v 0
 	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(VENV)/bin/gunicorn agentkey.wsgi \

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -60,11 +60,32 @@ class User(AbstractBaseUser, PermissionsMixin):
         return AuditRef(type="user", id=str(self.pk), label=self.email)
 
 
+# The bounds of any time-bound access: what an agent may ask for, an approver may give,
+# and an organization may set as its maximum.
+GRANT_DURATION_MIN = timedelta(hours=1)
+GRANT_DURATION_MAX = timedelta(days=30)
+
+
 class Organization(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=140, unique=True)
+    # The longest access an approval, assignment or extension may give; None: no maximum
+    # (then "no expiry" is allowed). Changed only through ``org_set_max_grant_duration``.
+    max_grant_duration = models.DurationField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_grant_duration__isnull=True)
+                | models.Q(
+                    max_grant_duration__gte=GRANT_DURATION_MIN,
+                    max_grant_duration__lte=GRANT_DURATION_MAX,
+                ),
+                name="accounts_org_max_grant_duration_in_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -14,6 +14,7 @@ from audit.services import AuditRef
 
 class Capability(enum.StrEnum):
     MANAGE_MEMBERS = "manage_members"
+    MANAGE_ORG = "manage_org"  # organization settings, such as the maximum grant duration
     MANAGE_AGENTS = "manage_agents"
     MANAGE_TOOLS = "manage_tools"
     DECIDE_GRANTS = "decide_grants"
@@ -25,6 +26,7 @@ ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     Role.OWNER: frozenset(Capability),
     Role.ADMIN: frozenset(
         {
+            Capability.MANAGE_ORG,
             Capability.MANAGE_AGENTS,
             Capability.MANAGE_TOOLS,
             Capability.DECIDE_GRANTS,

@@ -12,7 +12,17 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import keys
-from accounts.models import Agent, AgentKey, AgentStatus, Membership, Organization, Role, User
+from accounts.models import (
+    GRANT_DURATION_MAX,
+    GRANT_DURATION_MIN,
+    Agent,
+    AgentKey,
+    AgentStatus,
+    Membership,
+    Organization,
+    Role,
+    User,
+)
 from accounts.permissions import Capability, HumanActor, Operator, acting_user, require
 from agentkey.core.errors import Conflict, FieldError, Forbidden, Message, Unauthenticated, ValidationFailed
 from audit.models import Action
@@ -51,6 +61,10 @@ NOT_SUSPENDED = Message("The agent is not suspended.", "Nothing to do: it can al
 GRACE_INVALID = Message(
     "The grace period must be between 0 and 30 days.",
     "Give a duration such as 1h or 1d, or 0 to cut the old key off now.",
+)
+MAX_GRANT_DURATION_INVALID = Message(
+    "The maximum grant duration must be between 1 hour and 30 days.",
+    "Choose a maximum such as 1h, 8h, 1d, 7d or 30d, or no maximum.",
 )
 ALREADY_MEMBER = Message("{email} is already a member of this organization.", "Change their role instead.")
 
@@ -102,6 +116,44 @@ def org_create(*, name: str, actor: HumanActor | None = None, owner: User | None
             metadata={"slug": slug},
         )
     return org
+
+
+def org_set_max_grant_duration(
+    *, org: Organization, actor: HumanActor, max_grant_duration: timedelta | None
+) -> Organization:
+    """Set the longest access an approval, assignment or extension may give (None: no maximum).
+
+    Applies to decisions from now on; access already granted keeps its expiry.
+    """
+    require(actor, Capability.MANAGE_ORG, org.id)
+    if max_grant_duration is not None and not GRANT_DURATION_MIN <= max_grant_duration <= GRANT_DURATION_MAX:
+        raise ValidationFailed(
+            MAX_GRANT_DURATION_INVALID,
+            details=[FieldError("max_grant_duration", MAX_GRANT_DURATION_INVALID.error)],
+        )
+    with transaction.atomic():
+        # NO KEY UPDATE, like the catalog writers: it does not conflict with foreign-key checks.
+        locked = Organization.objects.select_for_update(no_key=True).get(pk=org.pk)
+        previous = locked.max_grant_duration
+        if previous != max_grant_duration:
+            locked.max_grant_duration = max_grant_duration
+            locked.save(update_fields=["max_grant_duration"])
+
+            def seconds(value: timedelta | None) -> int | None:
+                return int(value.total_seconds()) if value is not None else None
+
+            audit_record(
+                action=Action.ORG_SETTINGS_CHANGED,
+                actor=actor,
+                target=locked,
+                metadata={
+                    "setting": "max_grant_duration",
+                    "from_seconds": seconds(previous),
+                    "to_seconds": seconds(max_grant_duration),
+                },
+            )
+    org.max_grant_duration = locked.max_grant_duration
+    return locked
 
 
 def membership_add(*, org: Organization, user: User, role: Role, actor: HumanActor) -> Membership:

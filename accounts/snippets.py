@@ -1,7 +1,8 @@
 """Ready-to-paste instructions that teach an agent to use AgentKey.
 
 One text (``_SECTIONS``) says what an agent must know; each format (CLAUDE.md,
-AGENTS.md, .cursorrules, TOOLS.md, a system prompt) only wraps it. The snippets
+AGENTS.md, .cursorrules, TOOLS.md, a system prompt) only wraps it, and each ends
+with the ``mcp.json`` block that connects an MCP client to ``/mcp``. The snippets
 never contain the agent's key: they point to the ``AGENTKEY_API_KEY``
 environment variable, so they can be pasted into a repository, a prompt or a
 chat without leaking anything. Only the env line on the key-shown-once page
@@ -10,6 +11,7 @@ carries the key.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,6 +116,39 @@ _SECTIONS: list[tuple[str, list[str]]] = [
 ]
 
 
+MCP_TOOLS = ("list_tools", "request_access", "suggest_tool", "get_credential", "suggest_instructions")
+_MCP_INTRO = (
+    "AgentKey is also an MCP server at {url}/mcp (streamable HTTP, the same key). If your client "
+    "speaks MCP (Claude Code, Cursor), add it with the block below (`.mcp.json` in the repository for "
+    "Claude Code, `.cursor/mcp.json` for Cursor); the client reads the key from `{env_key}`. Its tools "
+    "{tools} do exactly what the HTTP calls above do, with the same rules."
+)
+
+
+def mcp_config(public_url: str) -> str:
+    """The ``mcp.json`` entry (Claude Code, Cursor) for this server: the key stays an env reference."""
+    server = {
+        "type": "http",
+        "url": f"{public_url.rstrip('/')}/mcp",
+        "headers": {"Authorization": f"Bearer ${{{ENV_KEY}}}"},
+    }
+    return json.dumps({"mcpServers": {"agentkey": server}}, indent=2)
+
+
+def _mcp_intro(public_url: str) -> str:
+    tools = ", ".join(f"`{name}`" for name in MCP_TOOLS)
+    return _MCP_INTRO.format(url=public_url, env_key=ENV_KEY, tools=tools)
+
+
+def _mcp_markdown(public_url: str, *, level: int) -> str:
+    hashes = "#" * level
+    return f"{hashes} Or over MCP\n\n{_mcp_intro(public_url)}\n\n```json\n{mcp_config(public_url)}\n```"
+
+
+def _mcp_plain(public_url: str) -> str:
+    return f"OR OVER MCP\n{_mcp_intro(public_url)}\n\n{mcp_config(public_url)}"
+
+
 @dataclass(frozen=True)
 class Snippet:
     slug: str
@@ -137,17 +172,19 @@ def _body(lines: list[str], *, public_url: str, agent_name: str) -> str:
 
 def _markdown(public_url: str, agent_name: str, *, level: int) -> str:
     hashes = "#" * level
-    return "\n\n".join(
+    sections = [
         f"{hashes} {title}\n\n{_body(lines, public_url=public_url, agent_name=agent_name)}"
         for title, lines in _SECTIONS
-    )
+    ]
+    return "\n\n".join([*sections, _mcp_markdown(public_url, level=level)])
 
 
 def _plain(public_url: str, agent_name: str) -> str:
-    return "\n\n".join(
+    sections = [
         f"{title.upper()}\n{_body(lines, public_url=public_url, agent_name=agent_name)}"
         for title, lines in _SECTIONS
-    )
+    ]
+    return "\n\n".join([*sections, _mcp_plain(public_url)])
 
 
 def _claude_md(url: str, name: str) -> str:

@@ -14,6 +14,7 @@ import notifications.urls
 from agentkey import views
 from catalog.api import ToolSuggestApi
 from grants.api import CredentialApi, GuideSuggestApi, MeApi, ToolListApi, ToolRequestApi
+from grants.proxy import ProxyApi
 
 # The admin signs in through allauth, so MFA protects the operator console too.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
@@ -43,8 +44,16 @@ console = [
     *notifications.urls.urlpatterns,
 ]
 
+# The tool proxy (docs/proxy.md): the agent's key, the tool's credential injected by AgentKey.
+proxy = [
+    path("proxy/<str:tool_id>", ProxyApi.as_view(), name="proxy-root"),
+    path("proxy/<str:tool_id>/", ProxyApi.as_view(), name="proxy-root-slash"),
+    path("proxy/<str:tool_id>/<path:path>", ProxyApi.as_view(), name="proxy"),
+]
+
 urlpatterns = [
     *agent_api,
+    *proxy,
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),

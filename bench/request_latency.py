@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                 while receiver.received() < expected and time.monotonic() < deadline:
                     time.sleep(0.5)
                 arrived = receiver.received()
+            if arrived != expected:
+                print((Path(tmp) / "worker.log").read_text(errors="replace")[-4000:], file=sys.stderr)
     print()
     print(
         f"POST /api/tools/{{id}}/request, {args.requests} timed requests per side, receiver sleeps {args.sleep} s"

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import AgentAPIView
+from accounts.models import Agent
 from agentkey.core.api import ErrorSerializer, SchemaDocumentSerializer, body_schema
 from catalog.normalize import normalize_name, normalize_url
 from catalog.services import INVALID_URL, SUGGESTED_MESSAGE, tool_suggest
@@ -98,20 +99,25 @@ class ToolSuggestApi(AgentAPIView):
         operation_id="tools_suggest", request=InputSerializer, responses={201: OutputSerializer, **ERRORS}
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        result = tool_suggest(
-            agent=self.agent,
-            name=data.validated_data["name"],
-            url=data.validated_data.get("url", ""),
-            reason=data.validated_data["reason"],
-        )
-        return Response(
-            {
-                "suggestion_id": str(result.suggestion.id),
-                "status": result.suggestion.status,
-                "existing": result.existing,
-                "message": result.message,
-            },
-            status=201,
-        )
+        return Response(suggestion_submit(agent=self.agent, data=request.data), status=201)
+
+
+def suggestion_submit(*, agent: Agent, data: Any) -> dict[str, Any]:
+    """``POST /api/tools/suggest``, shared with the MCP tool ``suggest_tool``.
+
+    ``data`` is the parsed JSON object (REST) or the tool arguments (MCP).
+    """
+    serializer = ToolSuggestApi.InputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    result = tool_suggest(
+        agent=agent,
+        name=serializer.validated_data["name"],
+        url=serializer.validated_data.get("url", ""),
+        reason=serializer.validated_data["reason"],
+    )
+    return {
+        "suggestion_id": str(result.suggestion.id),
+        "status": result.suggestion.status,
+        "existing": result.existing,
+        "message": result.message,
+    }

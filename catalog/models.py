@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 from django.db.models import Q
 
@@ -23,6 +25,26 @@ class CredentialMode(models.TextChoices):
     PER_AGENT = "per_agent", "A credential per agent, given at approval"
 
 
+def proxy_path(tool_id: uuid.UUID) -> str:
+    """The path agents call a proxy-mode tool through (the upstream path is appended)."""
+    return f"/proxy/{tool_id}/"
+
+
+class AccessMode(models.TextChoices):
+    VEND = "vend", "Vend: approved agents fetch the credential"
+    PROXY = "proxy", "Proxy: agents call the tool through AgentKey and never see the credential"
+
+
+class InjectAs(models.TextChoices):
+    HEADER = "header", "A request header"
+    QUERY = "query", "A query-string parameter"
+
+
+# The shape of a stored upstream origin: scheme and authority only (no path, query, fragment or
+# userinfo); catalog.upstream.clean_origin normalizes and SSRF-checks it before it is stored.
+UPSTREAM_ORIGIN_SHAPE = r"^https?://[^/?#@\s]+$"
+
+
 class Tool(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="tools")
@@ -41,6 +63,13 @@ class Tool(models.Model):
     current_guide_version = models.PositiveIntegerField(default=1)
     credential_rotated_at = models.DateTimeField(null=True, blank=True)
     credential_expires_at = models.DateTimeField(null=True, blank=True)
+    # Proxy mode (docs/proxy.md): agents call /proxy/<tool id>/<path>; AgentKey injects the
+    # credential and forwards to upstream_origin only.
+    access_mode = models.CharField(max_length=8, choices=AccessMode.choices, default=AccessMode.VEND)
+    upstream_origin = models.CharField(max_length=300, blank=True)
+    inject_as = models.CharField(max_length=8, choices=InjectAs.choices, default=InjectAs.HEADER)
+    inject_name = models.CharField(max_length=100, blank=True, default="Authorization")
+    inject_template = models.CharField(max_length=200, blank=True, default="Bearer {credential}")
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -61,11 +90,40 @@ class Tool(models.Model):
                 condition=Q(credential_mode=CredentialMode.SHARED) | Q(secret__isnull=True),
                 name="catalog_tool_per_agent_has_no_shared_secret",
             ),
+            models.CheckConstraint(
+                condition=Q(access_mode__in=AccessMode.values), name="catalog_tool_access_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(inject_as__in=InjectAs.values), name="catalog_tool_inject_as_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(upstream_origin="") | Q(upstream_origin__regex=UPSTREAM_ORIGIN_SHAPE),
+                name="catalog_tool_upstream_origin_shape",
+            ),
+            # A proxy tool knows where to forward and how to inject; a header template uses the credential.
+            models.CheckConstraint(
+                condition=Q(access_mode=AccessMode.VEND)
+                | (
+                    ~Q(upstream_origin="")
+                    & ~Q(inject_name="")
+                    & (Q(inject_as=InjectAs.QUERY) | Q(inject_template__contains="{credential}"))
+                ),
+                name="catalog_tool_proxy_is_configured",
+            ),
         ]
         indexes = [models.Index(fields=["org", "-created_at"], name="catalog_tool_org_created_idx")]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def proxied(self) -> bool:
+        return self.access_mode == AccessMode.PROXY
+
+    @property
+    def proxy_path(self) -> str:
+        """Where agents call this tool in proxy mode (append the upstream path)."""
+        return proxy_path(self.id)
 
     def audit_ref(self) -> AuditRef:
         return AuditRef(type="tool", id=str(self.id), label=self.name, org_id=self.org_id, tool_id=self.id)

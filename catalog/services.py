@@ -25,6 +25,7 @@ from agentkey.core.links import console_link
 from audit.models import Action
 from audit.services import audit_record
 from catalog.models import (
+    AccessMode,
     AuthType,
     CredentialMode,
     GuideSuggestion,
@@ -36,6 +37,7 @@ from catalog.models import (
     ToolSuggestion,
 )
 from catalog.normalize import normalize_name, normalize_text, normalize_url
+from catalog.upstream import ORIGIN_REQUIRED, check_access_mode, clean_injection, clean_origin
 from notifications.models import Event
 from notifications.services import notify
 from vault.services import secret_create, secret_replace
@@ -156,6 +158,27 @@ def _lock_catalog(org_id: uuid.UUID) -> None:
     Organization.objects.select_for_update(no_key=True).filter(pk=org_id).first()
 
 
+def _proxy_settings(
+    *, access_mode: str, upstream_origin: str, inject_as: str, inject_name: str, inject_template: str
+) -> dict[str, str]:
+    """Validated proxy-mode fields (catalog.upstream). A vend tool may keep an origin for later."""
+    check_access_mode(access_mode)
+    if access_mode == AccessMode.VEND and not inject_name.strip():
+        inject_name, inject_template = "Authorization", "Bearer {credential}"
+    injection = clean_injection(inject_as=inject_as, name=inject_name, template=inject_template)
+    if access_mode == AccessMode.PROXY and not upstream_origin:
+        raise ValidationFailed(
+            ORIGIN_REQUIRED, details=[FieldError("upstream_origin", ORIGIN_REQUIRED.error)]
+        )
+    return {
+        "access_mode": access_mode,
+        "upstream_origin": upstream_origin,
+        "inject_as": injection.inject_as,
+        "inject_name": injection.name,
+        "inject_template": injection.template,
+    }
+
+
 def _unique_config_key(org: Organization, name: str) -> str:
     base = slugify(name)[:70] or "tool"
     key, n = base, 1
@@ -178,11 +201,17 @@ def tool_create(
     usage_guide: str = "",
     config_key: str = "",
     credential_expires_at: datetime | None = None,
+    access_mode: str = AccessMode.VEND,
+    upstream_origin: str = "",
+    inject_as: str = "header",
+    inject_name: str = "Authorization",
+    inject_template: str = "Bearer {credential}",
 ) -> ToolCreated:
     """Create a tool and accept the pending suggestions it answers.
 
     Returns the backers of those suggestions; ``grants.services.tool_add``
     turns them into pending access requests in the same transaction.
+    ``access_mode="proxy"`` needs ``upstream_origin`` (docs/proxy.md).
     """
     require(actor, Capability.MANAGE_TOOLS, org.id)
     name = " ".join(name.split())
@@ -198,6 +227,13 @@ def tool_create(
     if len(usage_guide) > 20000:
         raise ValidationFailed(GUIDE_TOO_LONG, details=[FieldError("usage_guide", GUIDE_TOO_LONG.error)])
     normalized, clean_url, domain = _identity(name, url)
+    proxy = _proxy_settings(
+        access_mode=access_mode,
+        upstream_origin=clean_origin(upstream_origin) if upstream_origin.strip() else "",
+        inject_as=inject_as,
+        inject_name=inject_name,
+        inject_template=inject_template,
+    )
     now = timezone.now()
     with transaction.atomic():
         _lock_catalog(org.id)
@@ -225,6 +261,7 @@ def tool_create(
             usage_guide=usage_guide,
             current_guide_version=1,
             created_by=acting_user(actor),
+            **proxy,
         )
         GuideVersion.objects.create(
             tool=tool, version=1, content=usage_guide, created_by_label=actor.audit_actor().label
@@ -237,6 +274,8 @@ def tool_create(
                 "auth_type": auth_type,
                 "credential_mode": credential_mode,
                 "has_credential": bool(credential),
+                "access_mode": proxy["access_mode"],
+                **({"upstream_origin": proxy["upstream_origin"]} if proxy["upstream_origin"] else {}),
             },
         )
         accepted, backers = _accept_matching_suggestions(tool=tool, actor=actor)
@@ -306,6 +345,32 @@ def suggestion_accept(*, suggestion: ToolSuggestion, tool: Tool, actor: HumanAct
         return _mark_accepted(locked, tool, actor)
 
 
+def _proxy_changes(
+    tool: Tool,
+    *,
+    access_mode: str | None,
+    upstream_origin: str | None,
+    inject_as: str | None,
+    inject_name: str | None,
+    inject_template: str | None,
+) -> dict[str, str]:
+    """The proxy fields that change, validated together with the ones that stay."""
+    wanted = (access_mode, upstream_origin, inject_as, inject_name, inject_template)
+    if all(value is None for value in wanted):
+        return {}
+    origin = tool.upstream_origin
+    if upstream_origin is not None and upstream_origin.strip() != tool.upstream_origin:
+        origin = clean_origin(upstream_origin) if upstream_origin.strip() else ""
+    proxy = _proxy_settings(
+        access_mode=access_mode if access_mode is not None else tool.access_mode,
+        upstream_origin=origin,
+        inject_as=inject_as if inject_as is not None else tool.inject_as,
+        inject_name=inject_name if inject_name is not None else tool.inject_name,
+        inject_template=inject_template if inject_template is not None else tool.inject_template,
+    )
+    return {k: v for k, v in proxy.items() if v != getattr(tool, k)}
+
+
 def tool_update(
     *,
     tool: Tool,
@@ -316,8 +381,17 @@ def tool_update(
     auth_type: str | None = None,
     credential_mode: str | None = None,
     credential_expires_at: datetime | Keep | None = KEEP,
+    access_mode: str | None = None,
+    upstream_origin: str | None = None,
+    inject_as: str | None = None,
+    inject_name: str | None = None,
+    inject_template: str | None = None,
 ) -> Tool:
-    """Change a tool's description fields. ``credential_expires_at=None`` clears the expiry."""
+    """Change a tool's description and proxy fields (None: unchanged).
+
+    ``credential_expires_at=None`` clears the expiry. An upstream origin is
+    SSRF-checked only when it changes.
+    """
     require(actor, Capability.MANAGE_TOOLS, tool.org_id)
     if credential_mode is not None and credential_mode != tool.credential_mode:
         raise ValidationFailed(MODE_IS_FIXED, details=[FieldError("credential_mode", MODE_IS_FIXED.error)])
@@ -341,6 +415,16 @@ def tool_update(
         changed["auth_type"] = auth_type
     if credential_expires_at is not KEEP and credential_expires_at != tool.credential_expires_at:
         changed["credential_expires_at"] = credential_expires_at
+    changed.update(
+        _proxy_changes(
+            tool,
+            access_mode=access_mode,
+            upstream_origin=upstream_origin,
+            inject_as=inject_as,
+            inject_name=inject_name,
+            inject_template=inject_template,
+        )
+    )
     if not changed:
         return tool
     with transaction.atomic():
@@ -356,7 +440,10 @@ def tool_update(
             action=Action.TOOL_UPDATED,
             actor=actor,
             target=tool,
-            metadata={"fields": sorted(k for k in changed if not k.startswith("normalized"))},
+            metadata={
+                "fields": sorted(k for k in changed if not k.startswith("normalized")),
+                **{k: changed[k] for k in ("access_mode", "upstream_origin") if k in changed},
+            },
         )
     return tool
 

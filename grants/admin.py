@@ -33,7 +33,7 @@ from accounts.admin_kit import (
 )
 from accounts.permissions import Capability
 from agentkey.core.durations import format_duration
-from catalog.models import CredentialMode, GuideVersion, Tool
+from catalog.models import AccessMode, CredentialMode, GuideVersion, InjectAs, Tool
 from catalog.services import tool_guide_update, tool_rotate_credential, tool_update
 from grants.models import AccessGrant, GrantStatus
 from grants.services import (
@@ -50,9 +50,26 @@ from grants.services import (
 # Registered here, not in catalog/admin.py: tools are created by grants.services.tool_add and catalog may not import grants.
 
 URL_HELP = "The tool's website, such as https://linear.app. Agents' suggestions are matched by its domain."
+PROXY_FIELDS = ("access_mode", "upstream_origin", "inject_as", "inject_name", "inject_template")
+ORIGIN_HELP = (
+    "Proxy mode: the API's https://host[:port], nothing more. Agents call /proxy/<tool id>/<path>; "
+    "AgentKey injects the credential and forwards there only (private and loopback addresses are refused)."
+)
 
 
-class ToolAddForm(ServiceForm):
+def proxy_values(form: Any) -> dict[str, str]:
+    """The proxy fields the form posted (one left out keeps its default or stored value)."""
+    data = form.cleaned_data
+    return {name: as_text(data.get(name) or "") for name in PROXY_FIELDS if name in form.data}
+
+
+class ProxyFormFields(ServiceForm):
+    access_mode = forms.ChoiceField(choices=AccessMode.choices, required=False, initial=AccessMode.VEND)
+    upstream_origin = forms.CharField(required=False, max_length=300, help_text=ORIGIN_HELP)
+    inject_as = forms.ChoiceField(choices=InjectAs.choices, required=False, initial=InjectAs.HEADER)
+
+
+class ToolAddForm(ProxyFormFields):
     url = forms.CharField(label="URL", required=False, max_length=500, help_text=URL_HELP)
     credential = write_only_field(
         required=False,
@@ -66,7 +83,7 @@ class ToolAddForm(ServiceForm):
     )
 
 
-class ToolChangeForm(ServiceForm):
+class ToolChangeForm(ProxyFormFields):
     url = forms.CharField(label="URL", required=False, max_length=500, help_text=URL_HELP)
     credential = write_only_field(
         label="New credential",
@@ -95,6 +112,10 @@ TOOL_FIELDSETS: list[tuple[str | None, tuple[str, ...]]] = [
             "credential",
         ),
     ),
+    (
+        "Vend or proxy",
+        ("access_mode", "upstream_origin", "inject_as", "inject_name", "inject_template"),
+    ),
     ("Usage guide", ("usage_guide", "current_guide_version")),
     ("History", ("created_by", "created_at", "updated_at")),
 ]
@@ -122,11 +143,12 @@ class ToolAdmin(SensitiveCredential, ServiceAdmin[Tool]):
         "auth_type",
         "credential_mode",
         "credential",
+        *PROXY_FIELDS,
         "usage_guide",
         "config_key",
     )
     change_fields = tuple(name for _, names in TOOL_FIELDSETS for name in names)
-    editable_fields = ("name", "description", "url", "auth_type", "credential", "usage_guide")
+    editable_fields = ("name", "description", "url", "auth_type", "credential", "usage_guide", *PROXY_FIELDS)
     list_display = (
         "name",
         "org",
@@ -164,6 +186,7 @@ class ToolAdmin(SensitiveCredential, ServiceAdmin[Tool]):
 
     def save_model(self, request: HttpRequest, obj: Tool, form: Any, change: Any) -> None:
         data = form.cleaned_data
+        proxy = proxy_values(form)
         if not change:
             org = data["org"]
             created = tool_add(
@@ -177,6 +200,11 @@ class ToolAdmin(SensitiveCredential, ServiceAdmin[Tool]):
                 credential=data["credential"] or None,
                 usage_guide=as_text(data["usage_guide"]),
                 config_key=data["config_key"],
+                access_mode=proxy.get("access_mode") or AccessMode.VEND,
+                upstream_origin=proxy.get("upstream_origin", ""),
+                inject_as=proxy.get("inject_as") or InjectAs.HEADER,
+                inject_name=proxy.get("inject_name", "Authorization"),
+                inject_template=proxy.get("inject_template", "Bearer {credential}"),
             )
             self.adopt(obj, created.tool)
             if created.accepted:
@@ -194,6 +222,11 @@ class ToolAdmin(SensitiveCredential, ServiceAdmin[Tool]):
             description=as_text(data["description"]),
             url=data["url"],
             auth_type=data["auth_type"],
+            access_mode=proxy.get("access_mode") or None,
+            upstream_origin=proxy.get("upstream_origin"),
+            inject_as=proxy.get("inject_as") or None,
+            inject_name=proxy.get("inject_name"),
+            inject_template=proxy.get("inject_template"),
         )
         if data.get("credential"):
             tool_rotate_credential(tool=obj, actor=actor, credential=data["credential"])

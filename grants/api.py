@@ -9,6 +9,7 @@ check the two agree.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -18,9 +19,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import AgentAPIView
+from accounts.models import Agent
 from agentkey.core.api import ErrorSerializer, SchemaDocumentSerializer, body_schema
 from agentkey.core.durations import parse_duration
 from agentkey.core.errors import NotFound, ValidationFailed
+from catalog.models import proxy_path
 from catalog.selectors import tools_visible_to_agent
 from grants.selectors import tool_access_for_agent
 from grants.services import (
@@ -65,26 +68,16 @@ class ToolListApi(AgentAPIView):
                 ),
                 "denial_reason": serializers.CharField(required=False),
                 "expires_at": serializers.DateTimeField(required=False),
+                "proxy_url": serializers.CharField(
+                    required=False, help_text="Proxy-mode tools only: call the tool's API through this path."
+                ),
             },
             many=True,
         )
 
     @extend_schema(operation_id="tools_list", responses={200: OutputSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
-        tools = []
-        for t in tool_access_for_agent(self.agent):
-            item: dict[str, Any] = {
-                "id": str(t.id),
-                "name": t.name,
-                "description": t.description,
-                "your_access": t.your_access,
-            }
-            if t.denial_reason:
-                item["denial_reason"] = t.denial_reason
-            if t.expires_at is not None:
-                item["expires_at"] = t.expires_at.isoformat().replace("+00:00", "Z")
-            tools.append(item)
-        return Response({"tools": tools})
+        return Response(tool_list(agent=self.agent))
 
 
 class MeApi(AgentAPIView):
@@ -212,19 +205,7 @@ class ToolRequestApi(AgentAPIView):
         responses={201: OutputSerializer, **ERRORS},
     )
     def post(self, request: Request, tool_id: uuid.UUID) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        tool = _visible_tool(self.agent, tool_id)
-        duration = data.validated_data.get("duration")
-        grant = grant_request(
-            agent=self.agent,
-            tool=tool,
-            reason=data.validated_data["reason"],
-            duration=parse_duration(duration) if duration else None,
-        )
-        return Response(
-            {"request_id": str(grant.id), "status": "pending", "message": REQUEST_MESSAGE}, status=201
-        )
+        return Response(access_request(agent=self.agent, tool_id=tool_id, data=request.data), status=201)
 
 
 class CredentialApi(AgentAPIView):
@@ -250,19 +231,7 @@ class CredentialApi(AgentAPIView):
         operation_id="tools_credentials", parameters=[TOOL_ID], responses={200: OutputSerializer, **ERRORS}
     )
     def get(self, request: Request, tool_id: uuid.UUID) -> Response:
-        vended = credential_vend(agent=self.agent, tool_id=tool_id)
-        tool = vended.tool
-        body: dict[str, Any] = {
-            "tool_id": str(tool.id),
-            "tool_name": tool.name,
-            "auth_type": tool.auth_type,
-            "credential": vended.credential,
-            "instructions": tool.usage_guide,
-            "suggest_instructions_endpoint": f"/api/tools/{tool.id}/instructions/suggest",
-        }
-        if vended.expires_at is not None:
-            body["expires_at"] = vended.expires_at.isoformat().replace("+00:00", "Z")
-        response = Response(body)
+        response = Response(credential_fetch(agent=self.agent, tool_id=tool_id))
         response["Cache-Control"] = "no-store, private"
         response["Pragma"] = "no-cache"
         return response
@@ -338,21 +307,85 @@ class GuideSuggestApi(AgentAPIView):
         responses={201: OutputSerializer, **ERRORS},
     )
     def post(self, request: Request, tool_id: uuid.UUID) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        tool = _visible_tool(self.agent, tool_id)
-        result = guide_suggest_as_agent(
-            agent=self.agent,
-            tool=tool,
-            learned=data.validated_data["learned"],
-            why=data.validated_data["why"],
-        )
-        return Response(
-            {
-                "suggestion_id": str(result.suggestion.id),
-                "status": result.suggestion.status,
-                "existing": result.existing,
-                "message": result.message,
-            },
-            status=201,
-        )
+        return Response(guide_suggestion(agent=self.agent, tool_id=tool_id, data=request.data), status=201)
+
+
+# --- one function per agent operation --------------------------------------------------------------
+# Each REST view above and its MCP tool twin (agentkey.mcp) call the same function, so both
+# interfaces validate, call the service, audit and shape the body identically. ``data`` is the
+# parsed JSON object of the request (REST) or the tool arguments (MCP).
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def tool_list(*, agent: Agent) -> dict[str, Any]:
+    """``GET /api/tools``: every visible tool and this agent's access to it."""
+    tools = []
+    for t in tool_access_for_agent(agent):
+        item: dict[str, Any] = {
+            "id": str(t.id),
+            "name": t.name,
+            "description": t.description,
+            "your_access": t.your_access,
+        }
+        if t.denial_reason:
+            item["denial_reason"] = t.denial_reason
+        if t.expires_at is not None:
+            item["expires_at"] = _iso(t.expires_at)
+        if t.proxied:
+            item["proxy_url"] = proxy_path(t.id)
+        tools.append(item)
+    return {"tools": tools}
+
+
+def access_request(*, agent: Agent, tool_id: uuid.UUID, data: Any) -> dict[str, Any]:
+    """``POST /api/tools/{id}/request``: validate, open (or reopen) the pending grant."""
+    serializer = ToolRequestApi.InputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    tool = _visible_tool(agent, tool_id)
+    duration = serializer.validated_data.get("duration")
+    grant = grant_request(
+        agent=agent,
+        tool=tool,
+        reason=serializer.validated_data["reason"],
+        duration=parse_duration(duration) if duration else None,
+    )
+    return {"request_id": str(grant.id), "status": "pending", "message": REQUEST_MESSAGE}
+
+
+def credential_fetch(*, agent: Agent, tool_id: uuid.UUID) -> dict[str, Any]:
+    """``GET /api/tools/{id}/credentials``: the vend (decrypts and audits)."""
+    vended = credential_vend(agent=agent, tool_id=tool_id)
+    tool = vended.tool
+    body: dict[str, Any] = {
+        "tool_id": str(tool.id),
+        "tool_name": tool.name,
+        "auth_type": tool.auth_type,
+        "credential": vended.credential,
+        "instructions": tool.usage_guide,
+        "suggest_instructions_endpoint": f"/api/tools/{tool.id}/instructions/suggest",
+    }
+    if vended.expires_at is not None:
+        body["expires_at"] = _iso(vended.expires_at)
+    return body
+
+
+def guide_suggestion(*, agent: Agent, tool_id: uuid.UUID, data: Any) -> dict[str, Any]:
+    """``POST /api/tools/{id}/instructions/suggest``: needs an approved grant."""
+    serializer = GuideSuggestApi.InputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    tool = _visible_tool(agent, tool_id)
+    result = guide_suggest_as_agent(
+        agent=agent,
+        tool=tool,
+        learned=serializer.validated_data["learned"],
+        why=serializer.validated_data["why"],
+    )
+    return {
+        "suggestion_id": str(result.suggestion.id),
+        "status": result.suggestion.status,
+        "existing": result.existing,
+        "message": result.message,
+    }

@@ -10,7 +10,7 @@ from django.db.models import FilteredRelation, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Agent
-from catalog.models import Tool
+from catalog.models import AccessMode, Tool
 from grants.models import AccessGrant, GrantStatus
 
 
@@ -22,6 +22,7 @@ class ToolAccess:
     your_access: str
     denial_reason: str | None
     expires_at: datetime | None
+    proxied: bool = False
 
 
 def tool_access_for_agent(agent: Agent) -> list[ToolAccess]:
@@ -30,11 +31,19 @@ def tool_access_for_agent(agent: Agent) -> list[ToolAccess]:
         Tool.objects.filter(org_id=agent.org_id)
         .annotate(mine=FilteredRelation("grants", condition=Q(grants__agent_id=agent.id)))
         .order_by("-created_at", "id")
-        .values_list("id", "name", "description", "mine__status", "mine__denial_reason", "mine__expires_at")
+        .values_list(
+            "id",
+            "name",
+            "description",
+            "access_mode",
+            "mine__status",
+            "mine__denial_reason",
+            "mine__expires_at",
+        )
     )
     now = timezone.now()
     out = []
-    for tool_id, name, description, stored_status, denial_reason, expires_at in rows:
+    for tool_id, name, description, access_mode, stored_status, denial_reason, expires_at in rows:
         expired = expires_at is not None and expires_at <= now
         status = GrantStatus.EXPIRED if stored_status == GrantStatus.APPROVED and expired else stored_status
         out.append(
@@ -45,6 +54,7 @@ def tool_access_for_agent(agent: Agent) -> list[ToolAccess]:
                 your_access=status or "none",
                 denial_reason=denial_reason or None,
                 expires_at=expires_at if status == GrantStatus.APPROVED else None,
+                proxied=access_mode == AccessMode.PROXY,
             )
         )
     return out
@@ -56,3 +66,13 @@ def grants_for_org(org_id: uuid.UUID) -> QuerySet[AccessGrant]:
 
 def pending_grants_for_org(org_id: uuid.UUID) -> QuerySet[AccessGrant]:
     return grants_for_org(org_id).filter(status=GrantStatus.PENDING).select_related("agent", "tool")
+
+
+def time_bound_grants_for_org(org_id: uuid.UUID, now: datetime) -> QuerySet[AccessGrant]:
+    """Approved access that has an expiry still ahead, soonest first."""
+    return (
+        grants_for_org(org_id)
+        .filter(status=GrantStatus.APPROVED, expires_at__gt=now)
+        .select_related("agent", "tool")
+        .order_by("expires_at", "id")
+    )

@@ -5,16 +5,16 @@ from __future__ import annotations
 import enum
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from accounts.models import Agent, AgentStatus, Organization
+from accounts.models import GRANT_DURATION_MAX, GRANT_DURATION_MIN, Agent, AgentStatus, Organization
 from accounts.permissions import Capability, HumanActor, acting_user, require
-from agentkey.core.durations import format_duration
+from agentkey.core.durations import format_duration, human_duration
 from agentkey.core.errors import Conflict, FieldError, Forbidden, Message, NotFound, ValidationFailed
 from agentkey.core.links import console_link
 from audit.models import Action
@@ -34,8 +34,10 @@ from notifications.services import notify
 from vault.models import Secret
 from vault.services import secret_create, secret_delete, secret_reveal
 
-MIN_DURATION = timedelta(hours=1)
-MAX_DURATION = timedelta(days=30)
+MIN_DURATION = GRANT_DURATION_MIN
+MAX_DURATION = GRANT_DURATION_MAX
+# A view computes an expiry a moment before the service checks it.
+EXPIRY_SLACK = timedelta(minutes=1)
 
 TOOL_NOT_FOUND = Message(
     "Tool not found.",
@@ -84,6 +86,30 @@ CREDENTIAL_NOT_ALLOWED = Message(
 EXPIRY_INVALID = Message(
     "The expiry must be between 1 hour and 30 days from now.",
     "Choose a duration such as 1h, 8h, 1d, 7d or 30d, or no expiry.",
+)
+OVER_ORG_MAXIMUM = Message(
+    "This organization allows access for at most {limit}.",
+    "Choose a duration of {limit} or less (no expiry is not allowed while a maximum is set). "
+    "An owner or admin can change the maximum on the Members page.",
+)
+LONGER_THAN_ASKED = Message(
+    "The agent asked for {asked}; an approval cannot give more than it asked for.",
+    "Approve for {asked} or less. If it needs longer, extend the access once approved.",
+)
+EXTENSION_INVALID = Message(
+    "An extension must be between 1 hour and 30 days.",
+    "Choose an extension such as 1h, 8h, 1d or 7d.",
+)
+EXTEND_NOT_APPROVED = Message(
+    "This access is {status}, not approved.",
+    "Only approved access that has not expired can be extended; the agent can request access again.",
+)
+EXTEND_NO_EXPIRY = Message(
+    "This access has no expiry.", "Nothing to extend: it lasts until someone revokes it."
+)
+EXTEND_OVER_LIMIT = Message(
+    "Extending by {by} would leave more than {limit} of access.",
+    "Choose a shorter extension: access can end at most {limit} from now.",
 )
 DENIAL_REASON_REQUIRED = Message(
     "A denial needs a reason.",
@@ -148,6 +174,31 @@ def check_duration(duration: timedelta) -> timedelta:
     if not MIN_DURATION <= duration <= MAX_DURATION:
         raise ValidationFailed(EXPIRY_INVALID, details=[FieldError("duration", EXPIRY_INVALID.error)])
     return duration
+
+
+def grant_duration_limit(org: Organization) -> timedelta:
+    """The longest access a decision may give from now: the organization's maximum, at most 30 days."""
+    return min(org.max_grant_duration or MAX_DURATION, MAX_DURATION)
+
+
+def _check_org_limit(expires_at: datetime | None, now: datetime, org: Organization) -> None:
+    """With a maximum set, no decision gives "no expiry" or ends later than ``now`` + maximum."""
+    limit = org.max_grant_duration
+    if limit is None:
+        return
+    if expires_at is None or expires_at > now + limit + EXPIRY_SLACK:
+        msg = OVER_ORG_MAXIMUM.format(limit=human_duration(limit))
+        raise ValidationFailed(msg, details=[FieldError("expires_at", msg.error)])
+
+
+def _as_requested(grant: AccessGrant, org: Organization, now: datetime) -> datetime | None:
+    """What "as requested" means: the agent's duration, shortened to the organization's maximum;
+    with no duration asked, as long as allowed (no expiry, or the maximum when one is set)."""
+    asked = grant.requested_duration
+    limit = org.max_grant_duration
+    if asked is None:
+        return now + limit if limit is not None else None
+    return now + (min(asked, limit) if limit is not None else asked)
 
 
 def _detach_secret(grant: AccessGrant) -> Secret | None:
@@ -220,6 +271,17 @@ def grant_request(*, agent: Agent, tool: Tool, reason: str, duration: timedelta 
     return grant
 
 
+USE_THE_PROXY = Message(
+    "This tool is used through the AgentKey proxy: its credential is never handed out.",
+    "Call the tool's API through {proxy_url}<path> (any method) with your AgentKey key as "
+    "Authorization: Bearer; AgentKey adds the tool's credential and forwards the call.",
+)
+NOT_A_PROXY_TOOL = Message(
+    "This tool is not set up for the proxy.",
+    "Fetch its credential via GET /api/tools/{tool_id}/credentials and call the tool directly.",
+)
+
+
 @dataclass(frozen=True)
 class Vended:
     tool: Tool
@@ -227,9 +289,8 @@ class Vended:
     expires_at: datetime | None
 
 
-def credential_vend(*, agent: Agent, tool_id: uuid.UUID) -> Vended:
-    """The hot path (DESIGN §5): one query for grant + tool + ciphertext,
-    decrypt, commit the ``credential.vended`` row, then return.
+def _approved_grant(*, agent: Agent, tool_id: uuid.UUID) -> AccessGrant:
+    """One query for grant + tool + both possible secrets; 403 with a state hint unless approved now.
 
     Nothing is cached: a revoke or an expiry applies on the very next call.
     """
@@ -242,25 +303,46 @@ def credential_vend(*, agent: Agent, tool_id: uuid.UUID) -> Vended:
         if not Tool.objects.filter(id=tool_id, org_id=agent.org_id).exists():
             raise NotFound(TOOL_NOT_FOUND)
         raise Forbidden(_hint_for(None, tool_id))
-    now = timezone.now()
-    status = grant.effective_status(now)
+    status = grant.effective_status(timezone.now())
     if status != GrantStatus.APPROVED:
         raise Forbidden(_hint_for(status, tool_id))
+    grant.agent = agent
+    return grant
+
+
+def _secret_of(grant: AccessGrant) -> Secret:
     tool = grant.tool
     secret = grant.secret if tool.credential_mode == CredentialMode.PER_AGENT else tool.secret
     if secret is None:
         raise Conflict(CREDENTIAL_NOT_CONFIGURED)
-    plaintext = secret_reveal(secret=secret)
-    grant.agent = agent
-    metadata = {"tool_id": str(tool.id), "tool_name": tool.name, "grant_id": str(grant.id)}
+    return secret
+
+
+def _audit_committed(*, action: Action, agent: Agent, tool: Tool, metadata: dict[str, Any]) -> None:
+    """Write an audit row that is committed when this returns (fail closed: it raises otherwise)."""
     if connection.get_autocommit():
         # Autocommit: the INSERT is committed by the time it returns, in one round trip.
-        audit_record(action=Action.CREDENTIAL_VENDED, actor=agent, target=tool, metadata=metadata)
+        audit_record(action=action, actor=agent, target=tool, metadata=metadata)
     else:
         # Inside a caller's transaction the row would commit later, or not at all:
         # durable=True refuses to run nested, so the guarantee cannot silently weaken.
         with transaction.atomic(durable=True):
-            audit_record(action=Action.CREDENTIAL_VENDED, actor=agent, target=tool, metadata=metadata)
+            audit_record(action=action, actor=agent, target=tool, metadata=metadata)
+
+
+def credential_vend(*, agent: Agent, tool_id: uuid.UUID) -> Vended:
+    """The hot path (DESIGN §5): one query for grant + tool + ciphertext,
+    decrypt, commit the ``credential.vended`` row, then return.
+
+    A proxy-mode tool never hands its credential out: 403 with the proxy URL.
+    """
+    grant = _approved_grant(agent=agent, tool_id=tool_id)
+    tool = grant.tool
+    if tool.proxied:
+        raise Forbidden(USE_THE_PROXY.format(proxy_url=tool.proxy_path), proxy_url=tool.proxy_path)
+    plaintext = secret_reveal(secret=_secret_of(grant))
+    metadata = {"tool_id": str(tool.id), "tool_name": tool.name, "grant_id": str(grant.id)}
+    _audit_committed(action=Action.CREDENTIAL_VENDED, agent=agent, tool=tool, metadata=metadata)
     credential: str | dict[str, Any] = plaintext
     if tool.auth_type == AuthType.OAUTH_TOKEN:
         try:
@@ -270,6 +352,52 @@ def credential_vend(*, agent: Agent, tool_id: uuid.UUID) -> Vended:
         if isinstance(parsed, dict):
             credential = parsed
     return Vended(tool=tool, credential=credential, expires_at=grant.expires_at)
+
+
+@dataclass(frozen=True)
+class ProxyAccess:
+    """An approved grant of a proxy-mode tool and its decrypted credential (never in a repr)."""
+
+    grant: AccessGrant
+    tool: Tool
+    credential: str = field(repr=False)
+
+
+def credential_proxy_open(*, agent: Agent, tool_id: uuid.UUID) -> ProxyAccess:
+    """The vend's checks for a proxied call (docs/proxy.md): approved now, the key and the
+    agent already checked by authentication, then decrypt. Writes nothing: the call is
+    audited by :func:`credential_proxied_record` once the upstream has answered."""
+    grant = _approved_grant(agent=agent, tool_id=tool_id)
+    tool = grant.tool
+    if not tool.proxied:
+        raise Forbidden(NOT_A_PROXY_TOOL.format(tool_id=tool.id))
+    return ProxyAccess(grant=grant, tool=tool, credential=secret_reveal(secret=_secret_of(grant)))
+
+
+def credential_proxied_record(
+    *,
+    agent: Agent,
+    access: ProxyAccess,
+    method: str,
+    path: str,
+    status: int | None,
+    duration_ms: int,
+    outcome: str = "forwarded",
+) -> None:
+    """Commit one ``credential.proxied`` row: method, path (no query), upstream status, duration.
+    Never bodies, never headers. Raises when the row cannot be written (the caller fails closed)."""
+    tool = access.tool
+    metadata: dict[str, Any] = {
+        "tool_id": str(tool.id),
+        "tool_name": tool.name,
+        "grant_id": str(access.grant.id),
+        "method": method,
+        "path": path[:500],
+        "status": status,
+        "duration_ms": duration_ms,
+        "outcome": outcome,
+    }
+    _audit_committed(action=Action.CREDENTIAL_PROXIED, agent=agent, tool=tool, metadata=metadata)
 
 
 def guide_suggest_as_agent(*, agent: Agent, tool: Tool, learned: str, why: str) -> GuideSuggested:
@@ -332,7 +460,9 @@ def _decided(grant: AccessGrant, actor: HumanActor, now: datetime) -> None:
 
 def _lock_pending(grant: AccessGrant) -> AccessGrant:
     locked = (
-        AccessGrant.objects.select_for_update(of=("self",)).select_related("agent", "tool").get(pk=grant.pk)
+        AccessGrant.objects.select_for_update(of=("self",))
+        .select_related("agent", "tool", "org")
+        .get(pk=grant.pk)
     )
     if locked.status != GrantStatus.PENDING:
         raise Conflict(GRANT_NOT_PENDING.format(status=locked.effective_status()))
@@ -357,7 +487,12 @@ def grant_approve(
 ) -> AccessGrant:
     """Approve a pending request until ``expires_at``; ``None`` means no expiry, and the
     default applies the agent's requested duration (if any). Exactly one of several
-    concurrent decisions wins: the row is locked and re-checked."""
+    concurrent decisions wins: the row is locked and re-checked.
+
+    Approvers choose or shorten: when the agent asked for a duration, an approval may not
+    end later than that (extending afterwards is its own audited decision). Nothing ends
+    later than the organization's maximum; "as requested" is shortened to it.
+    """
     require(reviewer, Capability.DECIDE_GRANTS, grant.org_id)
     now = timezone.now()
     if not isinstance(expires_at, AsRequested):
@@ -374,7 +509,12 @@ def grant_approve(
                 CREDENTIAL_NOT_ALLOWED, details=[FieldError("credential", CREDENTIAL_NOT_ALLOWED.error)]
             )
         if isinstance(expires_at, AsRequested):
-            expires_at = now + locked.requested_duration if locked.requested_duration is not None else None
+            expires_at = _as_requested(locked, locked.org, now)
+        asked = locked.requested_duration
+        if asked is not None and (expires_at is None or expires_at > now + asked + EXPIRY_SLACK):
+            msg = LONGER_THAN_ASKED.format(asked=human_duration(asked))
+            raise ValidationFailed(msg, details=[FieldError("expires_at", msg.error)])
+        _check_org_limit(expires_at, now, locked.org)
         locked.status = GrantStatus.APPROVED
         locked.expires_at = expires_at
         locked.denial_reason = ""
@@ -447,6 +587,49 @@ def grant_revoke(*, grant: AccessGrant, actor: HumanActor, reason: str = "") -> 
     return locked
 
 
+def grant_extend(*, grant: AccessGrant, actor: HumanActor, by: timedelta) -> AccessGrant:
+    """Push the expiry of approved, unexpired, time-bound access back by ``by``.
+
+    The new expiry may be at most the organization's maximum (and 30 days) from now.
+    The row is locked, so an extension and the expiry job or a revoke never interleave.
+    """
+    require(actor, Capability.DECIDE_GRANTS, grant.org_id)
+    if not MIN_DURATION <= by <= MAX_DURATION:
+        raise ValidationFailed(EXTENSION_INVALID, details=[FieldError("by", EXTENSION_INVALID.error)])
+    now = timezone.now()
+    with transaction.atomic():
+        locked = (
+            AccessGrant.objects.select_for_update(of=("self",))
+            .select_related("agent", "tool", "org")
+            .get(pk=grant.pk)
+        )
+        status = locked.effective_status(now)
+        if status != GrantStatus.APPROVED:
+            raise Conflict(EXTEND_NOT_APPROVED.format(status=status))
+        previous = locked.expires_at
+        if previous is None:
+            raise Conflict(EXTEND_NO_EXPIRY)
+        limit = grant_duration_limit(locked.org)
+        extended = previous + by
+        if extended > now + limit:
+            msg = EXTEND_OVER_LIMIT.format(by=human_duration(by), limit=human_duration(limit))
+            raise ValidationFailed(msg, details=[FieldError("by", msg.error)])
+        locked.expires_at = extended
+        locked.save(update_fields=["expires_at", "updated_at"])
+        audit_record(
+            action=Action.GRANT_EXTENDED,
+            actor=actor,
+            target=locked,
+            metadata={
+                "tool_name": locked.tool.name,
+                "by_seconds": int(by.total_seconds()),
+                "from": previous.isoformat(),
+                "expires_at": extended.isoformat(),
+            },
+        )
+    return locked
+
+
 def grant_assign(
     *,
     agent: Agent,
@@ -470,6 +653,7 @@ def grant_assign(
         raise ValidationFailed(
             CREDENTIAL_NOT_ALLOWED, details=[FieldError("credential", CREDENTIAL_NOT_ALLOWED.error)]
         )
+    _check_org_limit(expires_at, now, Organization.objects.get(pk=tool.org_id))
     with transaction.atomic():
         grant, created = AccessGrant.objects.select_for_update().get_or_create(
             agent=agent, tool=tool, defaults={"org_id": tool.org_id, "reason": "", "requested_at": now}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django import forms
 from django.contrib import messages
@@ -30,7 +31,8 @@ from accounts.members import (
 )
 from accounts.models import Invitation, Membership, Role
 from accounts.permissions import Capability
-from accounts.services import org_create
+from accounts.services import org_create, org_set_max_grant_duration
+from agentkey.core.durations import human_duration
 from agentkey.core.errors import DomainError
 
 
@@ -50,6 +52,32 @@ class InviteForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+# The maximum grant durations offered in the console ("" is no maximum).
+MAX_GRANT_DURATIONS: dict[str, tuple[timedelta | None, str]] = {
+    "": (None, "No maximum"),
+    "1h": (timedelta(hours=1), "1 h"),
+    "8h": (timedelta(hours=8), "8 h"),
+    "1d": (timedelta(days=1), "1 d"),
+    "7d": (timedelta(days=7), "7 d"),
+    "30d": (timedelta(days=30), "30 d"),
+}
+
+
+class AccessPolicyForm(forms.Form):
+    max_grant_duration = forms.ChoiceField(
+        required=False,
+        label="Longest access an approval can give",
+        choices=[(key, label) for key, (_, label) in MAX_GRANT_DURATIONS.items()],
+        help_text="Approvals, direct assignments and extensions never go beyond it, and no expiry is "
+        "not offered while it is set. Access already granted keeps its expiry.",
+    )
+
+
+def _policy_key(value: timedelta | None) -> str | None:
+    """The form choice for a stored maximum (None when it is not one of the console's choices)."""
+    return next((key for key, (duration, _) in MAX_GRANT_DURATIONS.items() if duration == value), None)
 
 
 @login_required
@@ -104,8 +132,39 @@ def members_view(request: HttpRequest) -> HttpResponse:
             "invitations": [i for i in invitations if i.is_open()],
             "invite_form": InviteForm(),
             "roles": Role.choices,
+            "policy_form": AccessPolicyForm(
+                initial={"max_grant_duration": _policy_key(membership.org.max_grant_duration)}
+            ),
+            "max_grant_duration": membership.org.max_grant_duration,
+            "max_grant_duration_label": human_duration(membership.org.max_grant_duration)
+            if membership.org.max_grant_duration
+            else "",
         },
     )
+
+
+@console_view(Capability.MANAGE_ORG)
+@require_POST
+def org_settings_view(request: HttpRequest) -> HttpResponse:
+    """The organization's access policy (owners and admins); the service audits the change."""
+    membership = membership_required(request)
+    form = AccessPolicyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a maximum grant duration from the list (1 h to 30 d), or no maximum.")
+        return redirect("console:members")
+    value, label = MAX_GRANT_DURATIONS[form.cleaned_data["max_grant_duration"]]
+    try:
+        org_set_max_grant_duration(org=membership.org, actor=membership, max_grant_duration=value)
+    except DomainError as exc:
+        report(request, exc)
+    else:
+        messages.success(
+            request,
+            f"Access in {membership.org.name} now lasts at most {label}."
+            if value is not None
+            else f"Access in {membership.org.name} has no maximum duration now.",
+        )
+    return redirect("console:members")
 
 
 @console_view(Capability.MANAGE_MEMBERS)
@@ -207,6 +266,7 @@ def invitation_view(request: HttpRequest, token: str) -> HttpResponse:
 urlpatterns = [
     path("orgs/new", org_create_view, name="org_create"),
     path("orgs/switch", org_switch_view, name="org_switch"),
+    path("orgs/settings", org_settings_view, name="org_settings"),
     path("members/", members_view, name="members"),
     path("members/invite", member_invite_view, name="member_invite"),
     path("members/<int:member_id>/role", member_role_view, name="member_role"),

@@ -27,3 +27,12 @@ def format_duration(value: timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def human_duration(value: timedelta) -> str:
+    """A duration for people: ``8 h``, ``7 d``, ``90 min`` (the console's and messages' form)."""
+    seconds = int(value.total_seconds())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

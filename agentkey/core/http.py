@@ -8,6 +8,9 @@ checked, with TLS verifying the original hostname. So a DNS answer that
 changes between the check and the connection (rebinding) cannot reach an
 internal service. Redirects are followed by hand, each hop checked again.
 Bodies are capped and the whole exchange has a deadline.
+
+:func:`open_stream` is the streaming mode (the tool proxy): one request to a
+checked target, redirects never followed, the body handed back chunk by chunk.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -290,4 +293,96 @@ def _exchange(
         headers={k.lower(): v for k, v in raw.headers.items()},
         body=b"".join(chunks),
         url=target.url,
+    )
+
+
+# --- streaming mode --------------------------------------------------------------------------------
+
+#: Content codings the streaming mode can decode (urllib3 without optional extras).
+DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+
+
+@dataclass
+class Streamed:
+    """An upstream response whose body has not been read yet. Always ``close()`` it."""
+
+    status: int
+    #: (lower-cased name, value) pairs in the order received, repeated names kept.
+    headers: list[tuple[str, str]]
+    host: str
+    read_timeout: float
+    _raw: Any = field(repr=False)
+    _pool: urllib3.HTTPConnectionPool = field(repr=False)
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+    def chunks(self, size: int = 64 * 1024) -> Iterator[bytes]:
+        """The body, decoded from gzip/deflate; raises FetchFailed if the upstream stalls or drops."""
+        try:
+            yield from self._raw.stream(size, decode_content=True)
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
+            raise FetchFailed(TIMED_OUT.format(seconds=int(self.read_timeout))) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise FetchFailed(UNREACHABLE.format(host=self.host, reason=type(exc).__name__)) from None
+
+    def close(self) -> None:
+        try:
+            self._raw.release_conn()
+        finally:
+            self._pool.close()
+
+
+def open_stream(
+    method: str,
+    target: Target,
+    *,
+    path: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+) -> Streamed:
+    """Send one request for ``path`` to the address ``target`` was checked at; return once the
+    response headers have arrived. Never follows a redirect: a 3xx is returned as it is.
+
+    ``target`` must come from :func:`check_url` just before (the address is pinned, TLS
+    verifies ``target.host``); ``path`` must start with ``/`` and is sent verbatim, so it
+    cannot change the host. Raises FetchFailed when the connection fails or times out.
+    """
+    if not path.startswith("/") or not path.isascii() or any(ord(c) <= 32 or ord(c) == 127 for c in path):
+        raise UnsafeURL(BAD_URL.format(url=path[:200]))
+    pool = _pool(target, urllib3.Timeout(connect=connect_timeout, read=read_timeout))
+    try:
+        raw: Any = pool.urlopen(
+            method,
+            path,
+            body=body,
+            headers={"Host": target.host_header, "User-Agent": "AgentKey/1.0", **headers},
+            redirect=False,
+            preload_content=False,
+            decode_content=True,
+            assert_same_host=False,
+            retries=False,
+        )
+    except urllib3.exceptions.NewConnectionError:
+        # Refused or no route: a subclass of ConnectTimeoutError in urllib3 2, but not a timeout.
+        pool.close()
+        raise FetchFailed(UNREACHABLE.format(host=target.host, reason="the connection was refused")) from None
+    except (urllib3.exceptions.TimeoutError, TimeoutError):
+        pool.close()
+        raise FetchFailed(TIMED_OUT.format(seconds=int(read_timeout))) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        pool.close()
+        reason = type(exc).__name__
+        if isinstance(exc, urllib3.exceptions.SSLError):
+            reason = "the TLS certificate did not verify"
+        raise FetchFailed(UNREACHABLE.format(host=target.host, reason=reason)) from None
+    return Streamed(
+        status=int(raw.status),
+        headers=[(k.lower(), v) for k, v in raw.headers.items()],
+        host=target.host,
+        read_timeout=read_timeout,
+        _raw=raw,
+        _pool=pool,
     )

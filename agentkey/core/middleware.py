@@ -64,7 +64,8 @@ class ConsoleRateLimitMiddleware:
     sign-in attempt) is counted twice, under the client address and under the
     username it tries, so neither a spray across accounts from one address
     nor a slow attack on one account from many addresses goes unchecked. The
-    agent API and MCP have their own tiers and are skipped here.
+    agent API, MCP and the tool proxy have their own tiers and are skipped here
+    (the proxy's body is the upstream's, never parsed as a form).
     """
 
     USERNAME_FIELDS = ("username", "login", "email")
@@ -73,7 +74,7 @@ class ConsoleRateLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "POST" and not request.path.startswith(("/api/", "/mcp")):
+        if request.method == "POST" and not request.path.startswith(("/api/", "/mcp", "/proxy/")):
             try:
                 for key in self._keys(request):
                     ratelimit.hit(request, tier="admin", key=key)

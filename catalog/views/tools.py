@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from accounts.console import console_view, membership_required, report
 from accounts.permissions import Capability
 from agentkey.core.errors import DomainError
-from catalog.models import AuthType, CredentialMode, Tool
+from catalog.models import AccessMode, AuthType, CredentialMode, InjectAs, Tool
 from catalog.selectors import tools_for_org
 from catalog.services import KEEP, Keep, tool_rotate_credential, tool_update
 
@@ -97,10 +97,73 @@ class ExpiryField(forms.DateField):
         super().__init__(widget=forms.DateInput(attrs={"type": "date"}), **kwargs)
 
 
+# --- proxy mode (docs/proxy.md) ----------------------------------------------------------------------
+
+
+class ProxyFields(forms.Form):
+    """How agents use the credential: fetched (vend) or only through the proxy. The catalog
+    services validate (the origin against the SSRF rules); refusals land on these fields."""
+
+    access_mode = forms.ChoiceField(
+        required=False,
+        choices=AccessMode.choices,
+        initial=AccessMode.VEND,
+        label="How agents use the credential",
+        widget=forms.RadioSelect,
+    )
+    upstream_origin = forms.CharField(
+        required=False,
+        max_length=300,
+        label="Upstream origin",
+        help_text="Proxy mode: the API's https://host[:port] (no path). Agents' calls go there and nowhere else.",
+    )
+    inject_as = forms.ChoiceField(
+        required=False, choices=InjectAs.choices, initial=InjectAs.HEADER, label="Send the credential as"
+    )
+    inject_name = forms.CharField(
+        required=False,
+        max_length=100,
+        initial="Authorization",
+        label="Header or parameter name",
+        help_text="Such as Authorization, X-Api-Key or api_key.",
+    )
+    inject_template = forms.CharField(
+        required=False,
+        max_length=200,
+        initial="Bearer {credential}",
+        label="Header value",
+        help_text="Header mode: {credential} is replaced by the credential, such as Bearer {credential}.",
+    )
+
+    def proxy_values(self) -> dict[str, str]:
+        """The proxy fields that were posted: one left out keeps its default (create) or stored value (edit)."""
+        data = self.cleaned_data
+        choices = ("access_mode", "inject_as")
+        return {n: data[n] for n in PROXY_FIELDS if n in self.data and (data[n] or n not in choices)}
+
+
+PROXY_FIELDS = ("access_mode", "upstream_origin", "inject_as", "inject_name", "inject_template")
+
+
+def proxy_initial(tool: Tool) -> dict[str, str]:
+    return {name: getattr(tool, name) for name in PROXY_FIELDS}
+
+
+def show_refusal(request: HttpRequest, form: forms.Form, exc: DomainError) -> None:
+    """A refusal about a field of the form is shown on that field; anything else as a message."""
+    placed = False
+    for detail in exc.details:
+        if detail.field in form.fields:
+            form.add_error(detail.field, f"{exc.error} {exc.hint}" if not placed else detail.message)
+            placed = True
+    if not placed:
+        report(request, exc)
+
+
 # --- edit ------------------------------------------------------------------------------------------
 
 
-class ToolEditForm(forms.Form):
+class ToolEditForm(ProxyFields):
     name = forms.CharField(max_length=120)
     url = forms.CharField(required=False, max_length=500, label="Website URL")
     description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
@@ -124,6 +187,7 @@ def tool_edit_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
         "description": tool.description,
         "auth_type": tool.auth_type,
         "credential_expires_on": expiry_initial(tool.credential_expires_at),
+        **proxy_initial(tool),
     }
     form = ToolEditForm(request.POST if request.method == "POST" else None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -139,9 +203,10 @@ def tool_edit_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
                 credential_expires_at=expiry_change(
                     data["credential_expires_on"], tool.credential_expires_at
                 ),
+                **form.proxy_values(),
             )
         except DomainError as exc:
-            report(request, exc)
+            show_refusal(request, form, exc)
         else:
             messages.success(request, f"{tool.name} saved.")
             return redirect("console:tool", tool_id=tool.id)

@@ -1,4 +1,5 @@
-"""Decisions on grants: approve and deny from the inbox (one at a time or in bulk), revoke from any page."""
+"""Decisions on grants: approve and deny from the inbox (one at a time or in bulk), extend
+time-bound access from the inbox, revoke from any page."""
 
 from __future__ import annotations
 
@@ -16,19 +17,26 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.console import back, console_view, membership_required, report
 from accounts.permissions import Capability
+from agentkey.core.durations import human_duration
 from agentkey.core.errors import CryptoError, DomainError, FieldError, Message, ValidationFailed
 from catalog.models import CredentialMode
 from grants.models import AccessGrant
 from grants.selectors import grants_for_org
 from grants.services import AS_REQUESTED as REQUESTED_DURATION
-from grants.services import AsRequested, grant_approve, grant_deny, grant_revoke
+from grants.services import (
+    AsRequested,
+    grant_approve,
+    grant_deny,
+    grant_duration_limit,
+    grant_extend,
+    grant_revoke,
+)
 from grants.views.inbox import (
     AS_REQUESTED,
-    DURATION_CHOICES,
     DURATIONS,
     NO_EXPIRY,
     PendingRequest,
-    human_duration,
+    TimeBound,
     is_htmx,
     refused,
     settled,
@@ -42,6 +50,10 @@ DURATION_UNKNOWN = Message(
     "Pick 1 h, 8 h, 1 d, 7 d, 30 d, as requested (when the agent asked for a duration) or no expiry.",
 )
 NOTHING_SELECTED = "Select the requests to approve first."
+EXTENSION_UNKNOWN = Message(
+    "Choose how long to extend the access by.",
+    "Pick one of the offered durations (1 h, 8 h, 1 d, 7 d, 30 d) that fits the organization's maximum.",
+)
 
 
 def _title(grant: AccessGrant) -> str:
@@ -53,8 +65,13 @@ def _expiry(choice: str, grant: AccessGrant, now: datetime) -> tuple[datetime | 
     if choice in DURATIONS:
         duration, label = DURATIONS[choice]
         return now + duration, f"for {label}"
-    asked = grant.requested_duration
+    asked, limit = grant.requested_duration, grant.org.max_grant_duration
     if choice == AS_REQUESTED and asked is not None:
+        if limit is not None and limit < asked:
+            return (
+                REQUESTED_DURATION,
+                f"for {human_duration(limit)} (the maximum; asked for {human_duration(asked)})",
+            )
         return REQUESTED_DURATION, f"for {human_duration(asked)} (as requested)"
     if choice == NO_EXPIRY:
         return None, "with no expiry"
@@ -62,16 +79,15 @@ def _expiry(choice: str, grant: AccessGrant, now: datetime) -> tuple[datetime | 
 
 
 def _grant_item(request: HttpRequest, grant: AccessGrant, error: str) -> HttpResponse:
-    return render(
-        request,
-        "console/inbox/_grant.html",
-        {"r": PendingRequest(grant), "error": error, "durations": DURATION_CHOICES},
-    )
+    limit = membership_required(request).org.max_grant_duration
+    return render(request, "console/inbox/_grant.html", {"r": PendingRequest(grant, limit), "error": error})
 
 
 def _grant_lookup(request: HttpRequest, grant_id: uuid.UUID) -> AccessGrant:
     membership = membership_required(request)
-    return get_object_or_404(grants_for_org(membership.org_id).select_related("agent", "tool"), id=grant_id)
+    return get_object_or_404(
+        grants_for_org(membership.org_id).select_related("agent", "tool", "org"), id=grant_id
+    )
 
 
 @sensitive_post_parameters("credential")
@@ -165,7 +181,12 @@ def grant_approve_bulk_view(request: HttpRequest) -> HttpResponse:
             if grant.tool.credential_mode == CredentialMode.PER_AGENT:
                 skipped.append(_title(grant))
                 continue
-            expires_at = timezone.now() + DURATIONS[choice][0] if choice in DURATIONS else REQUESTED_DURATION
+            expires_at: datetime | AsRequested = REQUESTED_DURATION
+            if choice in DURATIONS:
+                # Approvers choose or shorten: never longer than an agent asked for.
+                asked = grant.requested_duration
+                chosen = DURATIONS[choice][0]
+                expires_at = timezone.now() + (min(chosen, asked) if asked is not None else chosen)
             try:
                 grant_approve(grant=grant, reviewer=membership, expires_at=expires_at)
             except DomainError as exc:
@@ -189,7 +210,9 @@ def _bulk_messages(
 ) -> None:
     if approved:
         span = (
-            f"for {DURATIONS[choice][1]}" if choice in DURATIONS else "as each agent asked (else no expiry)"
+            f"for {DURATIONS[choice][1]} (or less where an agent asked for less)"
+            if choice in DURATIONS
+            else "as each agent asked (else as long as allowed)"
         )
         n = len(approved)
         messages.success(
@@ -221,9 +244,47 @@ def grant_revoke_view(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse
     return back(request, "console:inbox")
 
 
+def _time_bound_item(
+    request: HttpRequest, grant: AccessGrant, *, error: str = "", note: str = ""
+) -> HttpResponse:
+    membership = membership_required(request)
+    item = TimeBound(grant, timezone.now(), grant_duration_limit(membership.org))
+    return render(request, "console/inbox/_time_bound.html", {"a": item, "error": error, "note": note})
+
+
+@console_view(Capability.DECIDE_GRANTS)
+@require_POST
+def grant_extend_view(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
+    """Extend approved, time-bound access by one of the console's durations (within the maximum)."""
+    membership = membership_required(request)
+    grant = _grant_lookup(request, grant_id)
+    dom_id, title = f"time-bound-{grant.id}", _title(grant)
+    choice = request.POST.get("by", "")
+    try:
+        if choice not in DURATIONS:
+            raise ValidationFailed(EXTENSION_UNKNOWN, details=[FieldError("by", EXTENSION_UNKNOWN.error)])
+        extended = grant_extend(grant=grant, actor=membership, by=DURATIONS[choice][0])
+    except DomainError as exc:
+        return refused(
+            request,
+            exc,
+            dom_id=dom_id,
+            title=title,
+            item=lambda error: _time_bound_item(request, grant, error=error),
+        )
+    ends = extended.expires_at
+    until = f", until {ends:%Y-%m-%d %H:%M} UTC" if ends else ""
+    outcome = f"extended by {DURATIONS[choice][1]} by you{until}."
+    if is_htmx(request):
+        return _time_bound_item(request, extended, note=f"Extended by {DURATIONS[choice][1]}.")
+    messages.success(request, f"{title}: {outcome}")
+    return back(request, "console:inbox")
+
+
 urlpatterns = [
     path("grants/<uuid:grant_id>/approve", grant_approve_view, name="grant_approve"),
     path("grants/<uuid:grant_id>/deny", grant_deny_view, name="grant_deny"),
     path("grants/approve", grant_approve_bulk_view, name="grant_approve_bulk"),
     path("grants/<uuid:grant_id>/revoke", grant_revoke_view, name="grant_revoke"),
+    path("grants/<uuid:grant_id>/extend", grant_extend_view, name="grant_extend"),
 ]

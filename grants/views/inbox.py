@@ -11,18 +11,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
 from django.contrib import messages
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import path
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.console import back, can, console_view, membership_required, report
 from accounts.models import Membership
 from accounts.permissions import Capability
+from agentkey.core.durations import human_duration
 from agentkey.core.errors import Conflict, CryptoError, DomainError
 from catalog.models import (
     CredentialMode,
@@ -35,7 +38,8 @@ from catalog.models import (
 from catalog.selectors import guide_suggestions_for_org, pending_suggestions_for_org, tool_suggestions_for_org
 from catalog.services import guide_suggestion_accept, guide_suggestion_dismiss, tool_suggestion_dismiss
 from grants.models import AccessGrant
-from grants.selectors import pending_grants_for_org
+from grants.selectors import pending_grants_for_org, time_bound_grants_for_org
+from grants.services import grant_duration_limit
 
 # Enough for a morning's backlog on one page; the oldest requests come first.
 PAGE_LIMIT = 200
@@ -55,12 +59,28 @@ AS_REQUESTED = "requested"
 NO_EXPIRY = "none"
 
 
-def human_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} s"
+def time_left(expires_at: datetime, now: datetime) -> str:
+    """The countdown as the server renders it; static/js/countdown.js keeps the same format."""
+    seconds = int((expires_at - now).total_seconds())
+    if seconds <= 0:
+        return "expired"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return "under a minute"
+
+
+def durations_up_to(limit: timedelta | None) -> list[tuple[str, str]]:
+    """The console's duration choices no longer than ``limit`` (all of them for None)."""
+    return [
+        (key, label) for key, (duration, label) in DURATIONS.items() if limit is None or duration <= limit
+    ]
 
 
 # --- what the page shows ---------------------------------------------------------------------------
@@ -68,7 +88,11 @@ def human_duration(value: timedelta) -> str:
 
 @dataclass(frozen=True)
 class PendingRequest:
+    """A request and the durations it may be approved for: never longer than the agent asked
+    (approvers choose or shorten), never longer than the organization's maximum (``limit``)."""
+
     grant: AccessGrant
+    limit: timedelta | None = None
 
     @property
     def per_agent(self) -> bool:
@@ -80,8 +104,53 @@ class PendingRequest:
         return human_duration(duration) if duration else ""
 
     @property
+    def as_requested_label(self) -> str:
+        """The "as requested" choice, saying when the maximum shortens it."""
+        asked, limit = self.grant.requested_duration, self.limit
+        if asked is None:
+            return ""
+        if limit is not None and limit < asked:
+            return f"{human_duration(limit)}, the maximum (asked for {human_duration(asked)})"
+        return f"As requested ({human_duration(asked)})"
+
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        bounds = [d for d in (self.grant.requested_duration, self.limit) if d is not None]
+        return durations_up_to(min(bounds) if bounds else None)
+
+    @property
+    def offers_no_expiry(self) -> bool:
+        return self.grant.requested_duration is None and self.limit is None
+
+    @property
     def default_duration(self) -> str:
-        return AS_REQUESTED if self.grant.requested_duration else DEFAULT_DURATION
+        if self.grant.requested_duration:
+            return AS_REQUESTED
+        keys = [key for key, _ in durations_up_to(self.limit)]
+        return DEFAULT_DURATION if DEFAULT_DURATION in keys else keys[-1]
+
+
+@dataclass(frozen=True)
+class TimeBound:
+    """Approved access that ends on its own, with the extensions the maximum still allows."""
+
+    grant: AccessGrant
+    now: datetime
+    limit: timedelta
+
+    @property
+    def expires_at(self) -> datetime:
+        # The selector lists only grants with an expiry.
+        return cast(datetime, self.grant.expires_at)
+
+    @property
+    def time_left(self) -> str:
+        return time_left(self.expires_at, self.now)
+
+    @property
+    def extensions(self) -> list[tuple[str, str]]:
+        room = self.now + self.limit - self.expires_at
+        return durations_up_to(room) if room >= DURATIONS["1h"][0] else []
 
 
 @dataclass(frozen=True)
@@ -116,9 +185,17 @@ def _pending_guide_suggestions(org_id: uuid.UUID) -> QuerySet[GuideSuggestion]:
     return guide_suggestions_for_org(org_id).filter(status=SuggestionStatus.PENDING)
 
 
-def pending_requests(org_id: uuid.UUID) -> list[PendingRequest]:
+def pending_requests(org_id: uuid.UUID, limit: timedelta | None = None) -> list[PendingRequest]:
     grants = pending_grants_for_org(org_id).order_by("requested_at", "id")[:PAGE_LIMIT]
-    return [PendingRequest(grant) for grant in grants]
+    return [PendingRequest(grant, limit) for grant in grants]
+
+
+def time_bound(membership: Membership) -> list[TimeBound]:
+    """Approved, unexpired access with an expiry in the organization, soonest end first."""
+    now = timezone.now()
+    limit = grant_duration_limit(membership.org)
+    grants = time_bound_grants_for_org(membership.org_id, now)[:PAGE_LIMIT]
+    return [TimeBound(grant, now, limit) for grant in grants]
 
 
 def wanted_tools(suggestions: QuerySet[ToolSuggestion]) -> list[WantedTool]:
@@ -167,16 +244,19 @@ def inbox_count(membership: Membership) -> int:
 
 @console_view()
 def inbox_view(request: HttpRequest) -> HttpResponse:
-    org_id = membership_required(request).org_id
+    membership = membership_required(request)
+    org_id, limit = membership.org_id, membership.org.max_grant_duration
     return render(
         request,
         "console/inbox.html",
         {
             "section": "inbox",
-            "requests": pending_requests(org_id),
+            "requests": pending_requests(org_id, limit),
+            "time_bound": time_bound(membership),
             "wanted_tools": wanted_tools(pending_suggestions_for_org(org_id)),
             "guide_proposals": guide_proposals(_pending_guide_suggestions(org_id)),
-            "durations": DURATION_CHOICES,
+            "durations": durations_up_to(limit),
+            "max_grant_duration": human_duration(limit) if limit else "",
             "page_limit": PAGE_LIMIT,
         },
     )

@@ -16,7 +16,7 @@ from django.urls import path
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 
-from accounts.console import can, console_view, membership_required, report
+from accounts.console import can, console_view, membership_required
 from accounts.permissions import Capability
 from agentkey.core.errors import DomainError
 from audit.models import AuditEvent
@@ -32,7 +32,15 @@ from catalog.models import (
 )
 from catalog.selectors import pending_suggestions_for_org, tools_for_org
 from catalog.views.guide import pending_guide_suggestions
-from catalog.views.tools import MODE_SHORT, Badge, ExpiryField, day_start, tool_health
+from catalog.views.tools import (
+    MODE_SHORT,
+    Badge,
+    ExpiryField,
+    ProxyFields,
+    day_start,
+    show_refusal,
+    tool_health,
+)
 from grants.models import AccessGrant, GrantStatus
 from grants.selectors import grants_for_org
 from grants.services import tool_add
@@ -108,7 +116,7 @@ def tools_view(request: HttpRequest) -> HttpResponse:
 # --- create ----------------------------------------------------------------------------------------
 
 
-class ToolForm(forms.Form):
+class ToolForm(ProxyFields):
     name = forms.CharField(max_length=120)
     url = forms.CharField(required=False, max_length=500, label="Website URL")
     description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
@@ -206,9 +214,10 @@ def tool_create_view(request: HttpRequest) -> HttpResponse:
                 usage_guide=data["usage_guide"],
                 config_key=data["config_key"],
                 credential_expires_at=day_start(data["credential_expires_on"]),
+                **form.proxy_values(),
             )
         except DomainError as exc:
-            report(request, exc)
+            show_refusal(request, form, exc)
         else:
             tool = created.tool
             waiting = grants_for_org(membership.org_id).filter(tool=tool, status=GrantStatus.PENDING).count()

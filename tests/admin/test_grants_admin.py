@@ -78,11 +78,12 @@ def test_approving_without_a_duration_grants_what_the_agent_asked_for(agent, too
     assert _close_to(grant.expires_at, timezone.now() + timedelta(days=1))
 
 
-def test_no_expiry_in_the_admin_overrides_what_the_agent_asked_for(agent, tool, console):
+def test_the_admin_cannot_approve_longer_than_the_agent_asked_for(agent, tool, console):
     grant = _pending(agent, tool, duration=timedelta(days=1))
-    console.post(GRANTS, action("approve_selected", grant.pk, duration="none", apply="1"))
+    response = console.post(GRANTS, action("approve_selected", grant.pk, duration="none", apply="1"))
     grant.refresh_from_db()
-    assert grant.expires_at is None
+    assert (grant.status, grant.expires_at) == (GrantStatus.PENDING, None)
+    assert any("an approval cannot give more than it asked for" in m for m in messages_of(response))
 
 
 def test_bulk_approval_skips_per_agent_tools_and_points_to_their_own_page(

@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 import pytest
+import standardwebhooks
+import standardwebhooks.webhooks
 from allauth.account.models import EmailAddress
 from django.core import mail
 
@@ -139,12 +141,12 @@ def secret_is_well_formed(secret: str) -> bool:
 
 
 def test_the_signature_verifies_with_the_standardwebhooks_package(org, owner):
-    standardwebhooks = pytest.importorskip("standardwebhooks")
     with receiver() as server:
         channel = connect(org, owner, server, "generic")
         [delivery] = request_event(org)
         run(delivery)
     [request] = server.requests
+    assert channel.signing_secret is not None
     payload = standardwebhooks.Webhook(channel.signing_secret).verify(request.body, request.headers)
     assert payload["data"]["link"] == LINK
     with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.messages import get_messages
 
 from accounts.models import Agent, AgentKey
-from accounts.snippets import agent_snippets
+from accounts.snippets import agent_snippets, mcp_config
 from audit.models import Action, AuditEvent
 from tests.console.agents.helpers import KEY, console_for, env_lines_on, page, snippets_on, take_shown_key
 from tests.support.http import AgentClient
@@ -80,6 +82,7 @@ def test_the_key_page_gives_env_lines_and_snippets_without_the_key(owner):
         assert "sk_agent_" not in snippet
         assert "AGENTKEY_API_KEY" in snippet
         assert "Docs-Agent" in snippet
+        assert mcp_config(PUBLIC_URL) in snippet, "the mcp.json block survives the page's escaping"
 
 
 def test_every_snippet_teaches_the_whole_protocol():
@@ -103,6 +106,31 @@ def test_every_snippet_teaches_the_whole_protocol():
         assert "{env_key}" not in text
     titles = [s.title for s in agent_snippets(public_url=PUBLIC_URL, agent_name="x")]
     assert titles == ["CLAUDE.md", "AGENTS.md", ".cursorrules", "TOOLS.md", "System prompt"]
+
+
+def test_every_snippet_carries_the_mcp_json_block_for_claude_code_and_cursor():
+    for snippet in agent_snippets(public_url=PUBLIC_URL + "/", agent_name="Docs-Agent"):
+        start = snippet.text.index('{\n  "mcpServers"')
+        config, _end = json.JSONDecoder().raw_decode(snippet.text[start:])
+        assert config == {
+            "mcpServers": {
+                "agentkey": {
+                    "type": "http",
+                    "url": f"{PUBLIC_URL}/mcp",
+                    "headers": {"Authorization": "Bearer ${AGENTKEY_API_KEY}"},
+                }
+            }
+        }, snippet.title
+        for tool in (
+            "list_tools",
+            "request_access",
+            "suggest_tool",
+            "get_credential",
+            "suggest_instructions",
+        ):
+            assert f"`{tool}`" in snippet.text
+    markdown = agent_snippets(public_url=PUBLIC_URL, agent_name="x")[0].text
+    assert "```json\n{\n" in markdown
 
 
 def test_a_taken_name_or_an_empty_name_shows_the_form_again_without_a_key(owner, agent, audit_log):

@@ -96,11 +96,27 @@ def test_an_unknown_span_is_refused(owner_console, tool, make_request, audit_log
     assert "Choose how long the access lasts." in messages_on(owner_console)
 
 
-def test_no_expiry_overrides_a_requested_duration(owner_console, tool, make_request, audit_log):
+@pytest.mark.parametrize("choice", ["none", "8h"])
+def test_an_approval_cannot_be_longer_than_the_agent_asked_for(
+    owner_console, tool, make_request, audit_log, choice
+):
     grant = make_request(tool, duration=timedelta(hours=2))
-    approve(owner_console, grant, "none")
+    audit_log.mark()
+    approve(owner_console, grant, choice)
     grant.refresh_from_db()
-    assert (grant.status, grant.expires_at) == (GrantStatus.APPROVED, None)
+    assert (grant.status, grant.expires_at) == (GrantStatus.PENDING, None)
+    assert audit_log.actions() == []
+    html = messages_on(owner_console)
+    assert "The agent asked for 2 h; an approval cannot give more than it asked for." in html
+    assert "Approve for 2 h or less." in html
+
+
+def test_an_approval_may_shorten_what_the_agent_asked_for(owner_console, tool, make_request, time_machine):
+    time_machine.move_to(timezone.now(), tick=False)
+    grant = make_request(tool, duration=timedelta(days=7))
+    approve(owner_console, grant, "1h")
+    grant.refresh_from_db()
+    assert (grant.status, grant.expires_at) == (GrantStatus.APPROVED, timezone.now() + timedelta(hours=1))
 
 
 def test_as_requested_is_refused_when_the_agent_asked_for_no_duration(
@@ -306,10 +322,13 @@ def test_bulk_approve_approves_shared_tools_and_skips_per_agent_ones(
     assert response.status_code == 302
     assert response["Location"] == "/inbox/"
     assert audit_log.actions() == [Action.GRANT_APPROVED, Action.GRANT_APPROVED]
-    for grant in (first, second):
-        grant.refresh_from_db()
-        assert grant.status == GrantStatus.APPROVED
-        assert grant.expires_at == timezone.now() + timedelta(days=1)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.expires_at) == (GrantStatus.APPROVED, timezone.now() + timedelta(days=1))
+    assert (second.status, second.expires_at) == (
+        GrantStatus.APPROVED,
+        timezone.now() + timedelta(hours=2),
+    ), "never longer than the agent asked for"
     assert AccessGrant.objects.get(pk=per_agent.pk).status == GrantStatus.PENDING
     assert AccessGrant.objects.get(pk=untouched.pk).status == GrantStatus.PENDING
     html = messages_on(owner_console)

@@ -25,7 +25,10 @@ def test_requests_show_agent_tool_reason_duration_and_age(owner_console, tool, a
     assert "Triage the on-call queue." in html
     assert "asks for 8 h" in html
     assert "As requested (8 h)" in html, "the agent asked for a duration, so it can be approved as asked"
-    assert '<option value="none">No expiry</option>' in html, "the approver may still choose no expiry"
+    approve_form = html[html.index('id="duration-') : html.index("</select>", html.index('id="duration-'))]
+    assert "No expiry" not in approve_form, "approvers choose or shorten: never longer than asked"
+    assert '<option value="8h" >8 h</option>' in approve_form
+    assert '"1d"' not in approve_form
     assert "ago</time>" in html
 
 
