@@ -16,7 +16,7 @@ from grants.models import AccessGrant
 from grants.services import grant_approve, grant_assign
 from tests.factories import make_agent, make_tool
 from tests.support.http import AgentClient
-from tests.support.mcp import McpAgent
+from tests.support.mcp import McpAgent, run_async
 
 TOOLS = {"list_tools", "request_access", "suggest_tool", "get_credential", "suggest_instructions"}
 REASON = "I file the failing checkout tests as issues for the web team."
@@ -301,4 +301,4 @@ def test_concurrent_calls_are_served_statelessly(mcp, tool):
 
         return list(await asyncio.gather(*(one() for _ in range(6))))
 
-    assert all(asyncio.run(many()))
+    assert all(run_async(many()))

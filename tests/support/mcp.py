@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
@@ -29,6 +30,16 @@ class ToolResult:
     raw: CallToolResult
 
 
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh event loop in its own thread.
+
+    Playwright's sync API (the browser tests) leaves an event loop running in the main thread
+    for the rest of the session, and ``asyncio.run`` refuses to start inside a running loop.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 class McpAgent:
     """Connects with an agent key, as Claude Code or Cursor would from an mcp.json entry."""
 
@@ -46,7 +57,7 @@ class McpAgent:
             return await use(session)
 
     def session(self, use: Callable[[ClientSession], Awaitable[T]]) -> T:
-        return asyncio.run(self._with_session(use))
+        return run_async(self._with_session(use))
 
     def tool_names(self) -> list[str]:
         async def names(session: ClientSession) -> list[str]:
