@@ -28,13 +28,14 @@ COPY . /app
 
 # Static files are collected at build time. The production settings insist on every secret being
 # set, so this one step gets throwaway values that exist only in this RUN (never ENV or ARG): a
-# build-only SECRET_KEY and an all-zero master key that never encrypts anything. Nothing connects
+# build-only SECRET_KEY and all-zero master and audit keys that never encrypt or sign anything. Nothing connects
 # to the database or Redis here.
 WORKDIR /app
 RUN DJANGO_SETTINGS_MODULE=agentkey.settings.production \
     SECRET_KEY=collectstatic-build-only-not-a-secret \
     ALLOWED_HOSTS=localhost \
     AGENTKEY_MASTER_KEYS=build:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
+    AGENTKEY_AUDIT_KEY=build:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
     DATABASE_URL=postgres://build@localhost:5432/build \
     REDIS_URL=redis://localhost:6379/0 \
     AGENTKEY_STATIC_ROOT=/app/static \

@@ -48,6 +48,14 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/bandit -c pyproject.toml -q -r agentkey accounts vault catalog grants audit notifications
+	@# Django's deployment checks on the production settings, with placeholder secrets (nothing connects).
+	DJANGO_SETTINGS_MODULE=agentkey.settings.production ALLOWED_HOSTS=agentkey.example TRUSTED_PROXY_COUNT=1 \
+		SECRET_KEY=deploy-check-placeholder-not-a-real-secret-0123456789abcdefXYZ \
+		AGENTKEY_MASTER_KEYS=check1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= \
+		AGENTKEY_AUDIT_KEY=check1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= \
+		DATABASE_URL=postgres://deploy-check@127.0.0.1:5432/none REDIS_URL=redis://127.0.0.1:6379/0 \
+		$(PY) manage.py check --deploy --fail-level WARNING
 
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput

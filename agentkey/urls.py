@@ -19,6 +19,7 @@ from grants.proxy import ProxyApi
 # The admin signs in through allauth, so MFA protects the operator console too.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
+handler400 = "agentkey.views.handler400"
 handler404 = "agentkey.views.handler404"
 handler500 = "agentkey.views.handler500"
 

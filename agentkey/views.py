@@ -10,11 +10,20 @@ from django.shortcuts import render
 
 from agentkey.core import errors
 
-_JSON_PREFIXES = ("/api/", "/api", "/mcp")
+_JSON_PREFIXES = ("/api/", "/api", "/mcp", "/proxy/")
 
 
 def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith(_JSON_PREFIXES)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's own 400s (a Host not allowed, too many query parameters) in the agent error shape."""
+    if _wants_json(request):
+        from agentkey.core.api import BAD_REQUEST
+
+        return JsonResponse(errors.ValidationFailed(BAD_REQUEST).body(), status=400)
+    return HttpResponse("Bad Request (400)\n", status=400, content_type="text/plain; charset=utf-8")
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

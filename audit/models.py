@@ -128,3 +128,36 @@ class AuditEvent(models.Model):
             return str(Action(self.action).label)
         except ValueError:
             return self.action
+
+
+class AuditCheckpoint(models.Model):
+    """A signed seal over the events with ids first_event_id..last_event_id (audit.sealing).
+
+    Chained: prev_hash is the hash of the previous checkpoint, so dropping or editing one
+    breaks the chain; the anchor file or webhook holds copies outside the database.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    first_event_id = models.BigIntegerField()
+    last_event_id = models.BigIntegerField()
+    event_count = models.PositiveIntegerField()
+    # Ids inside the range that held no event when sealed (rolled-back transactions).
+    missing_ids = models.JSONField(default=list, blank=True)
+    # One signature tag per covered id, in id order (audit.signing.signature_tag).
+    tags = models.TextField(blank=True)
+    events_digest = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["sequence"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(last_event_id__gte=models.F("first_event_id")),
+                name="audit_checkpoint_range_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.sequence} (events {self.first_event_id}-{self.last_event_id})"

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from django.utils import timezone
+
 from agentkey.core import context
+from audit import signing
 from audit.models import Action, ActorType, AuditEvent
 
 
@@ -72,18 +75,36 @@ def audit_record(
         org_id = (what.org_id if what is not None else None) or who.org_id
     ctx = context.current()
     refs = [r for r in (what, who) if r is not None]
-    return AuditEvent.objects.create(
-        agent_id=next((r.agent_id for r in refs if r.agent_id), None),
-        tool_id=next((r.tool_id for r in refs if r.tool_id), None),
-        org_id=org_id,
-        actor_type=who.type,
-        actor_id=who.id,
-        actor_label=_clip(who.label, 200),
-        action=action,
-        target_type=what.type if what else "",
-        target_id=what.id if what else "",
-        target_label=_clip(what.label, 200) if what else "",
-        metadata=dict(metadata or {}),
-        ip=ctx.ip,
-        request_id=ctx.request_id,
-    )
+    agent_id = next((r.agent_id for r in refs if r.agent_id), None)
+    tool_id = next((r.tool_id for r in refs if r.tool_id), None)
+    row: dict[str, Any] = {
+        "created_at": timezone.now(),
+        "org_id": org_id,
+        "actor_type": str(who.type),
+        "actor_id": who.id,
+        "actor_label": _clip(who.label, 200),
+        "action": str(action),
+        "target_type": what.type if what else "",
+        "target_id": what.id if what else "",
+        "target_label": _clip(what.label, 200) if what else "",
+        "agent_id": agent_id,
+        "tool_id": tool_id,
+        "metadata": signing.canonical_metadata(dict(metadata or {})),
+        "ip": signing.canonical_ip(ctx.ip),
+        "request_id": ctx.request_id,
+    }
+    # Signed before the INSERT, without the id (assigned by the database in that same
+    # INSERT): the vend stays one round trip; checkpoints bind ids (audit.sealing).
+    canonical = {
+        **row,
+        "created_at": signing.canonical_time(row["created_at"]),
+        "org_id": _uuid_text(org_id),
+        "agent_id": _uuid_text(agent_id),
+        "tool_id": _uuid_text(tool_id),
+    }
+    return AuditEvent.objects.create(**row, signature=signing.sign_event(canonical))
+
+
+def _uuid_text(value: uuid.UUID | None) -> str | None:
+    # PostgreSQL renders uuid columns lowercase and hyphenated; so does uuid.UUID.
+    return str(uuid.UUID(str(value))) if value is not None else None

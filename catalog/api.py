@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from accounts.api import AgentAPIView
 from accounts.models import Agent
-from agentkey.core.api import ErrorSerializer, SchemaDocumentSerializer, body_schema
+from agentkey.core.api import ErrorSerializer, SchemaDocumentSerializer, TextField, body_schema
 from catalog.normalize import normalize_name, normalize_url
 from catalog.services import INVALID_URL, SUGGESTED_MESSAGE, tool_suggest
 
@@ -24,16 +24,16 @@ class ToolSuggestApi(AgentAPIView):
 
     @extend_schema_serializer(component_name="ToolSuggestionInput")
     class InputSerializer(serializers.Serializer[Any]):
-        name = serializers.CharField(
+        name = TextField(
             min_length=2, max_length=120, help_text="The tool's name (e.g., Linear, Slack, Discord)."
         )
-        url = serializers.CharField(
+        url = TextField(
             required=False,
             allow_blank=True,
             max_length=500,
             help_text="The tool's website URL. Helps the admin identify and provision it.",
         )
-        reason = serializers.CharField(
+        reason = TextField(
             min_length=5,
             max_length=500,
             help_text="Why the organization needs this tool. Be specific — this is shown to the admin.",
@@ -62,7 +62,11 @@ class ToolSuggestApi(AgentAPIView):
         "reason": "I need an issue tracker to create and manage engineering tasks.",
     }
 
-    @extend_schema(operation_id="tools_suggest_schema", responses={200: SchemaDocumentSerializer})
+    @extend_schema(
+        operation_id="tools_suggest_schema",
+        # Open: only the pre-auth limit (429) or Redis being down (503) can refuse it.
+        responses={200: SchemaDocumentSerializer, 429: ErrorSerializer, 503: ErrorSerializer},
+    )
     def get(self, request: Request) -> Response:
         return Response(
             {

@@ -13,15 +13,21 @@ from datetime import datetime
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import AgentAPIView
 from accounts.models import Agent
-from agentkey.core.api import ErrorSerializer, SchemaDocumentSerializer, body_schema
-from agentkey.core.durations import parse_duration
+from agentkey.core.api import ErrorSerializer, SchemaDocumentSerializer, TextField, body_schema
+from agentkey.core.durations import DURATION_PATTERN, parse_duration
 from agentkey.core.errors import NotFound, ValidationFailed
 from catalog.models import proxy_path
 from catalog.selectors import tools_visible_to_agent
@@ -38,6 +44,8 @@ TOOL_ID = OpenApiParameter(
     "tool_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="A tool id from GET /api/tools."
 )
 ERRORS = dict.fromkeys((400, 401, 403, 404, 409, 413, 415, 429, 503), ErrorSerializer)
+#: The open schema-discovery GETs: a non-UUID path id, the pre-auth limit, Redis down.
+DISCOVERY_ERRORS = dict.fromkeys((404, 429, 503), ErrorSerializer)
 REQUEST_MESSAGE = "Your request has been submitted. A human admin will review it."
 NO_ACCESS_HINT = (
     "You have no tool access yet. Call GET /api/tools to browse the catalog. "
@@ -50,6 +58,11 @@ def _visible_tool(agent: Any, tool_id: uuid.UUID) -> Any:
     if tool is None:
         raise NotFound(TOOL_NOT_FOUND)
     return tool
+
+
+@extend_schema_field({"type": "string", "maxLength": 16, "pattern": DURATION_PATTERN})
+class DurationField(TextField):
+    """A duration such as ``8h``; the OpenAPI document carries its grammar (the range is checked too)."""
 
 
 class ToolListApi(AgentAPIView):
@@ -139,12 +152,12 @@ class ToolRequestApi(AgentAPIView):
 
     @extend_schema_serializer(component_name="AccessRequestInput")
     class InputSerializer(serializers.Serializer[Any]):
-        reason = serializers.CharField(
+        reason = TextField(
             min_length=5,
             max_length=500,
             help_text="Why you need this tool. Be specific — this is shown to the admin who approves or denies.",
         )
-        duration = serializers.CharField(
+        duration = DurationField(
             required=False,
             max_length=16,
             help_text="Optional: how long you need access, from 1h to 30d (e.g. 8h, 7d). "
@@ -172,7 +185,9 @@ class ToolRequestApi(AgentAPIView):
     }
 
     @extend_schema(
-        operation_id="tools_request_schema", parameters=[TOOL_ID], responses={200: SchemaDocumentSerializer}
+        operation_id="tools_request_schema",
+        parameters=[TOOL_ID],
+        responses={200: SchemaDocumentSerializer, **DISCOVERY_ERRORS},
     )
     def get(self, request: Request, tool_id: uuid.UUID) -> Response:
         return Response(
@@ -244,12 +259,12 @@ class GuideSuggestApi(AgentAPIView):
 
     @extend_schema_serializer(component_name="GuideSuggestionInput")
     class InputSerializer(serializers.Serializer[Any]):
-        learned = serializers.CharField(
+        learned = TextField(
             min_length=5,
             max_length=2000,
             help_text="The concrete fact the agent learned and wants added to the guide.",
         )
-        why = serializers.CharField(
+        why = TextField(
             min_length=5,
             max_length=2000,
             help_text="Why this fact matters for future agent runs. This is shown to the admin.",
@@ -268,7 +283,8 @@ class GuideSuggestApi(AgentAPIView):
     }
 
     @extend_schema(
-        operation_id="tools_instructions_suggest_schema", responses={200: SchemaDocumentSerializer}
+        operation_id="tools_instructions_suggest_schema",
+        responses={200: SchemaDocumentSerializer, **DISCOVERY_ERRORS},
     )
     def get(self, request: Request, tool_id: uuid.UUID) -> Response:
         return Response(

@@ -15,6 +15,7 @@ GOOD = {
     "SECRET_KEY": "s" * 50 + "-not-a-real-secret-but-long-enough",
     "ALLOWED_HOSTS": "agentkey.example.com",
     "AGENTKEY_MASTER_KEYS": "k1:" + base64.b64encode(b"\x01" * 32).decode(),
+    "AGENTKEY_AUDIT_KEY": "a1:" + base64.b64encode(b"\x02" * 32).decode(),
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "TRUSTED_PROXY_COUNT": "1",
@@ -38,7 +39,14 @@ def manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.Comple
     )
 
 
-REQUIRED = ["SECRET_KEY", "ALLOWED_HOSTS", "AGENTKEY_MASTER_KEYS", "DATABASE_URL", "REDIS_URL"]
+REQUIRED = [
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "AGENTKEY_MASTER_KEYS",
+    "AGENTKEY_AUDIT_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+]
 
 
 @pytest.mark.parametrize("missing", REQUIRED)

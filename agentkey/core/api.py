@@ -11,10 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import redis.exceptions
+from django.core.exceptions import SuspiciousOperation
 from django.db import DatabaseError, DataError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,6 +32,10 @@ AUTHENTICATION_REQUIRED = Message(
     "If you have no key, ask a human to create an agent for you in the AgentKey dashboard.",
 )
 FORBIDDEN = Message("You are not allowed to do this.", "Ask a human administrator for access.")
+BAD_REQUEST = Message(
+    "The request could not be read.",
+    "Check the Host header, the query string (at most 1,000 parameters) and the request size, then retry.",
+)
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -75,6 +81,9 @@ def as_domain_error(exc: BaseException) -> DomainError | None:
         return errors.RateLimited(
             errors.RATE_LIMITED.format(tier="these", retry_after=wait), retry_after=wait
         )
+    if isinstance(exc, SuspiciousOperation):
+        # Too many query parameters, a malformed Host and the like: Django's own 400.
+        return errors.ValidationFailed(BAD_REQUEST)
     if isinstance(exc, DataError):
         # A value passed validation but broke a database limit: a validation gap,
         # and retrying will not help, so it is the client's 400, not a 503.
@@ -114,6 +123,21 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
     return response
 
 
+class TextField(serializers.CharField):
+    """A JSON string, and only that.
+
+    DRF's CharField turns 910 or true into text; the OpenAPI document says
+    ``type: string``, and the fuzzer holds the API to it.
+    """
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class ErrorSerializer(serializers.Serializer[Any]):
     """The one error shape (documentation only)."""
 
@@ -131,6 +155,13 @@ class SchemaDocumentSerializer(serializers.Serializer[Any]):
 # --- views -----------------------------------------------------------------------------------------
 
 
+class JSONOnlyNegotiation(DefaultContentNegotiation):
+    """The agent API always answers JSON: an Accept header it cannot honour is no reason for a 406."""
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
 class RateLimitedAPIView(APIView):
     """An API view counted against the pre-auth tier (per client IP) and then
     against ``ratelimit_tier`` for the authenticated principal.
@@ -140,6 +171,7 @@ class RateLimitedAPIView(APIView):
     """
 
     ratelimit_tier: ClassVar[str | None] = None
+    content_negotiation_class: type[BaseContentNegotiation] = JSONOnlyNegotiation
 
     def ratelimit_identity(self, request: Request) -> str | None:
         """The key the tier is counted under (the authenticated principal)."""

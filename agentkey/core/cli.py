@@ -25,9 +25,9 @@ from agentkey.core.errors import CryptoError, DomainError
 class OperatorError(Exception):
     """Bad input on the command line."""
 
-    def __init__(self, error: str, hint: str = "") -> None:
+    def __init__(self, error: str, hint: str = "", *, exit_code: int = 1) -> None:
         super().__init__(error)
-        self.error, self.hint = error, hint
+        self.error, self.hint, self.exit_code = error, hint, exit_code
 
 
 class OperatorCommand(BaseCommand):
@@ -49,7 +49,9 @@ class OperatorCommand(BaseCommand):
         self.stdin = options.get("stdin") or sys.stdin
         try:
             result = self.run(**options)
-        except (DomainError, OperatorError) as exc:
+        except OperatorError as exc:
+            self._fail(exc.error, exc.hint, as_json, exc.exit_code)
+        except DomainError as exc:
             self._fail(exc.error, exc.hint, as_json)
         except CryptoError as exc:
             self._fail(str(exc), "Check AGENTKEY_MASTER_KEYS.", as_json)
@@ -59,11 +61,11 @@ class OperatorCommand(BaseCommand):
             for key, value in result.items():
                 self.stdout.write(f"{key}: {value}")
 
-    def _fail(self, error: str, hint: str, as_json: bool) -> None:
+    def _fail(self, error: str, hint: str, as_json: bool, exit_code: int = 1) -> None:
         if as_json:
             self.stderr.write(json.dumps({"error": error, "hint": hint}))
-            raise SystemExit(1)
-        raise CommandError(f"{error} {hint}".strip())
+            raise SystemExit(exit_code)
+        raise CommandError(f"{error} {hint}".strip(), returncode=exit_code)
 
     # --- input helpers ---
 

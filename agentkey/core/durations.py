@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_DURATION = re.compile(r"^\s*(?:(\d{1,6})\s*([smhdw])|(0))\s*$", re.IGNORECASE)
+# ASCII only: under Unicode case folding the long s (U+017F) matches "s" (then has no unit: a KeyError, a 500),
+# and Unicode digits such as U+0661 would be read as numbers.
+_DURATION = re.compile(r"^\s*(?:(\d{1,6})\s*([smhdw])|(0))\s*$", re.IGNORECASE | re.ASCII)
+#: The same grammar as a JSON Schema pattern, for the OpenAPI document.
+DURATION_PATTERN = r"^[ \t\n\r\f\v]*(?:[0-9]{1,6}[ \t\n\r\f\v]*[smhdwSMHDW]|0)[ \t\n\r\f\v]*$"
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

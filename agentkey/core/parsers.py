@@ -53,6 +53,9 @@ class StrictJSONParser(BaseParser):
         media_type: str | None = None,
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
+        # DRF matches a parser to "Content-Type: */*" or "application/*" as a wildcard; only JSON is JSON.
+        if (media_type or "").split(";", 1)[0].strip().lower() != self.media_type:
+            raise errors.UnsupportedMediaType(errors.UNSUPPORTED_MEDIA_TYPE)
         limit: int = settings.AGENTKEY_MAX_BODY_BYTES
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:

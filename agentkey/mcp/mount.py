@@ -151,6 +151,10 @@ class McpMount:
         if scheme.lower() != "bearer" or not presented:
             raise errors.Unauthenticated(MISSING_BEARER)
         agent, _key = agent_authenticate(token=presented)
+        # The SDK answers a wrong Content-Type in plain text; refuse it here in the REST shape.
+        content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if request.method == "POST" and content_type != "application/json":
+            raise errors.UnsupportedMediaType(errors.UNSUPPORTED_MEDIA_TYPE)
         return agent
 
 
@@ -176,6 +180,7 @@ def _refuse(
     if state is not None:
         headers.extend(state.headers().items())
     reason = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Payload Too Large"}
+    reason |= {415: "Unsupported Media Type"}
     reason |= {429: "Too Many Requests", 503: "Service Unavailable"}
     start_response(f"{err.status} {reason.get(err.status, 'Error')}", headers)
     return [body]

@@ -176,6 +176,25 @@ if not AGENTKEY_MASTER_KEYS:
     )
     AGENTKEY_MASTER_KEYS_GENERATED = str(VAR_DIR / "master.keys")
 
+# --- audit (docs/audit-verification.md) ----------------------------------------------------------
+
+# Signs audit events and checkpoints; kept out of the database, like the master keys.
+AGENTKEY_AUDIT_KEY = env_secret("AGENTKEY_AUDIT_KEY")
+AGENTKEY_AUDIT_KEY_GENERATED: str | None = None
+if not AGENTKEY_AUDIT_KEY:
+    AGENTKEY_AUDIT_KEY = _local_secret(
+        "audit.key", lambda: "local1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    )
+    AGENTKEY_AUDIT_KEY_GENERATED = str(VAR_DIR / "audit.key")
+# Copies of each checkpoint outside the database: a JSON line appended to a file, and/or a POST.
+AGENTKEY_AUDIT_ANCHOR_FILE = env("AGENTKEY_AUDIT_ANCHOR_FILE")
+AGENTKEY_AUDIT_ANCHOR_URL = env("AGENTKEY_AUDIT_ANCHOR_URL")
+AGENTKEY_AUDIT_SEAL_SECONDS = env_int("AGENTKEY_AUDIT_SEAL_SECONDS", 60)
+# Seconds to let an id drawn from the sequence get its transaction id; seconds to wait for
+# older transactions to end before postponing a seal (audit.sealing).
+AGENTKEY_AUDIT_SEAL_GRACE = 1.0
+AGENTKEY_AUDIT_SEAL_WAIT = 10.0
+
 # --- agent API -------------------------------------------------------------------------------------
 
 AGENTKEY_MAX_BODY_BYTES = 8192
@@ -265,6 +284,10 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
 CELERY_BEAT_SCHEDULE = {
     "expire-due-grants": {"task": "grants.expire_due_grants", "schedule": 60.0},
+    "seal-audit-checkpoints": {
+        "task": "audit.seal_checkpoints",
+        "schedule": float(AGENTKEY_AUDIT_SEAL_SECONDS),
+    },
     "sweep-notification-deliveries": {
         "task": "notifications.sweep_deliveries",
         "schedule": float(AGENTKEY_NOTIFICATIONS_SWEEP_SECONDS),

@@ -1,6 +1,6 @@
 """Production: PostgreSQL (pooled), Redis, Celery workers, behind a TLS proxy.
 
-Refuses to start without SECRET_KEY, ALLOWED_HOSTS, the master keys, a
+Refuses to start without SECRET_KEY, ALLOWED_HOSTS, the master keys, the audit key, a
 PostgreSQL DATABASE_URL and REDIS_URL: nothing falls back to a default.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 from agentkey.settings.env import env, env_bool, env_int, env_list, env_secret
+from audit.signing import AuditKeyError, parse_audit_keys
 from vault.keyring import KeyringError, parse_master_keys
 
 _missing = [
@@ -17,6 +18,7 @@ _missing = [
         ("SECRET_KEY (or SECRET_KEY_FILE)", bool(env_secret("SECRET_KEY"))),
         ("ALLOWED_HOSTS", bool(env_list("ALLOWED_HOSTS", []))),
         ("AGENTKEY_MASTER_KEYS (or AGENTKEY_MASTER_KEYS_FILE)", bool(env_secret("AGENTKEY_MASTER_KEYS"))),
+        ("AGENTKEY_AUDIT_KEY (or AGENTKEY_AUDIT_KEY_FILE)", bool(env_secret("AGENTKEY_AUDIT_KEY"))),
         ("DATABASE_URL", env("DATABASE_URL").startswith(("postgres://", "postgresql://"))),
         ("REDIS_URL", bool(env("REDIS_URL"))),
     )
@@ -32,6 +34,11 @@ try:
     parse_master_keys(env_secret("AGENTKEY_MASTER_KEYS"))
 except KeyringError as _exc:
     raise ImproperlyConfigured(f"AGENTKEY_MASTER_KEYS: {_exc}") from None
+
+try:
+    parse_audit_keys(env_secret("AGENTKEY_AUDIT_KEY"))
+except AuditKeyError as _exc:
+    raise ImproperlyConfigured(f"AGENTKEY_AUDIT_KEY: {_exc}") from None
 
 from agentkey.settings.base import *  # noqa: E402, F403
 from agentkey.settings.base import DATABASE_URL, TRUSTED_PROXY_COUNT, database_from_url  # noqa: E402

@@ -49,6 +49,9 @@ TEST_MASTER_KEY_A = f"testA:{_KEY_A}"
 TEST_MASTER_KEY_B = f"testB:{_KEY_B}"
 AGENTKEY_MASTER_KEYS = TEST_MASTER_KEY_A
 AGENTKEY_MASTER_KEYS_GENERATED = None
+AGENTKEY_AUDIT_KEY = "testaudit:" + base64.b64encode(bytes(range(64, 96))).decode()
+AGENTKEY_AUDIT_KEY_GENERATED = None
+AGENTKEY_AUDIT_SEAL_GRACE = 0.0
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # --- Celery and notifications (issue #4) ---

@@ -20,6 +20,7 @@ from accounts.console import can, console_view, membership_required
 from accounts.permissions import Capability
 from agentkey.core.errors import DomainError
 from audit.models import AuditEvent
+from catalog.ascode import ToolSpec, template_library
 from catalog.drafts.selectors import finished_draft_for_prefill
 from catalog.models import (
     AuthType,
@@ -191,7 +192,11 @@ def _suggestion(request: HttpRequest, org_id: uuid.UUID) -> ToolSuggestion | Non
 def tool_create_view(request: HttpRequest) -> HttpResponse:
     membership = membership_required(request)
     suggestion = _suggestion(request, membership.org_id)
-    initial = {"name": suggestion.name, "url": suggestion.url} if suggestion else {}
+    initial: dict[str, Any] = {"name": suggestion.name, "url": suggestion.url} if suggestion else {}
+    # "Start from a template" (?template=github): the built-in library prefills the form.
+    template = _template(request)
+    if template is not None:
+        initial.update(template.as_dict())
     # A finished AI guide draft (?draft=) prefills the usage guide for review (catalog.drafts).
     draft = finished_draft_for_prefill(membership.org_id, request.GET.get("draft"))
     if draft is not None:
@@ -239,8 +244,21 @@ def tool_create_view(request: HttpRequest) -> HttpResponse:
             "backers": backers,
             "backed_by": backed_by(backers),
             "draft": draft,
+            "template": template,
+            "templates": sorted(template_library().values(), key=lambda t: t.values["name"].lower()),
         },
     )
+
+
+def _template(request: HttpRequest) -> ToolSpec | None:
+    """The built-in template that ?template= names, or None; 404 if there is no such template."""
+    key = request.GET.get("template")
+    if not key:
+        return None
+    template = template_library().get(key)
+    if template is None:
+        raise Http404("No such template.")
+    return template
 
 
 # --- the tool page ---------------------------------------------------------------------------------

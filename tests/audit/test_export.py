@@ -91,6 +91,8 @@ def test_jsonl_is_one_object_per_line_oldest_first(history: dict[str, AuditEvent
         "target_type": "",
         "target_id": "",
         "target_label": "",
+        "agent_id": None,
+        "tool_id": None,
         "metadata": {"note": "line one\nline two", "key": "🔑", "quote": 'say "hi", ok'},
         "ip": "203.0.113.9",
         "request_id": "abcdefgh12345678",

@@ -26,6 +26,8 @@ OPERATOR_COMMANDS = [
     "audit_export",
     "rotate_master_key",
     "seed_demo",
+    "export_catalog",
+    "import_catalog",
 ]
 SECRET_LIKE = re.compile(r"credential|secret|password|token|api_key|master", re.IGNORECASE)
 

@@ -110,7 +110,7 @@ def test_migrate_waits_for_healthy_postgres():
 def test_app_services_run_production_settings_with_required_secrets(name):
     environment = _services()[name]["environment"]
     assert environment["DJANGO_SETTINGS_MODULE"] == "agentkey.settings.production"
-    for required in ("SECRET_KEY", "AGENTKEY_MASTER_KEYS"):
+    for required in ("SECRET_KEY", "AGENTKEY_MASTER_KEYS", "AGENTKEY_AUDIT_KEY"):
         assert re.fullmatch(rf"\$\{{{required}:\?[^}}]+\}}", environment[required]), required
     assert re.fullmatch(
         r"postgres://agentkey:\$\{POSTGRES_PASSWORD:\?[^}]+\}@postgres:5432/agentkey",
@@ -150,11 +150,13 @@ def test_compose_config_validates_and_refuses_to_run_without_the_secrets(tmp_pat
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
     base = [*command, "--project-directory", str(REPO), "-f", str(REPO / "compose.yaml"), "config"]
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "AGENTKEY_MASTER_KEYS"}}
+    secret_names = {"SECRET_KEY", "AGENTKEY_MASTER_KEYS", "AGENTKEY_AUDIT_KEY"}
+    clean = {k: v for k, v in os.environ.items() if k not in secret_names}
     env = {
         **clean,
         "SECRET_KEY": "x" * 50,
         "AGENTKEY_MASTER_KEYS": "k1:" + "A" * 43 + "=",
+        "AGENTKEY_AUDIT_KEY": "a1:" + "A" * 43 + "=",
         "POSTGRES_PASSWORD": "pw",
     }
 
@@ -212,9 +214,10 @@ def test_dockerfile_bakes_in_no_secret():
         w.split("=", 1) for w in shlex.split(_collectstatic_run()) if re.match(r"^[A-Z_]+=", w)
     )
     assert "not-a-secret" in assignments["SECRET_KEY"]
-    kek_id, _, material = assignments["AGENTKEY_MASTER_KEYS"].partition(":")
-    assert kek_id == "build"
-    assert base64.b64decode(material) == bytes(32)
+    for name in ("AGENTKEY_MASTER_KEYS", "AGENTKEY_AUDIT_KEY"):
+        key_id, _, material = assignments[name].partition(":")
+        assert key_id == "build", name
+        assert base64.b64decode(material) == bytes(32), name
 
 
 def test_the_build_time_collectstatic_step_works_without_database_or_redis(tmp_path):

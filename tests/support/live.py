@@ -36,6 +36,7 @@ class LiveStack:
     env: dict[str, str]
     log_path: Path
     secrets: list[str] = field(default_factory=list)
+    process: subprocess.Popen[Any] | None = None  # the `make serve` process group leader
 
     def _run(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -63,12 +64,84 @@ class LiveStack:
         return self.log_path.read_text(errors="replace")
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (make -> sh -> gunicorn master -> workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process exited while we looked
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], log_path: Path, base_url: str) -> Iterator[subprocess.Popen[Any]]:
+    """`make serve` with ``env``; yields once /healthz answers, stops the whole group on exit."""
+    venv = str(Path(sys.executable).parent.parent)
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            ["make", "-s", "serve", f"VENV={venv}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet, or too busy to answer in time
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"make serve did not come up:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def second_server(
+    stack: LiveStack, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[LiveStack]:
+    """Another `make serve` process on the same database, Redis and keys: a second web host."""
+    port = free_port()
+    env = {**stack.env, "PORT": str(port), **(extra_env or {})}
+    other = LiveStack(base_url=f"http://127.0.0.1:{port}", env=env, log_path=log_path, secrets=stack.secrets)
+    with serve(env, log_path, other.base_url) as process:
+        other.process = process
+        yield other
+
+
 @contextlib.contextmanager
 def live_stack(
-    tmp_path: Path, redis_db: int = 9, extra_env: dict[str, str] | None = None
+    tmp_path: Path,
+    redis_db: int = 9,
+    extra_env: dict[str, str] | None = None,
+    *,
+    pg_admin_url: str = PG_ADMIN_URL,
+    redis_url: str | None = None,
 ) -> Iterator[LiveStack]:
+    """The production stack on a fresh database of the server at ``pg_admin_url``."""
     name = f"agentkey_live_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
+    with psycopg.connect(f"{pg_admin_url}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     port = free_port()
     master = "live1:" + base64.b64encode(os.urandom(32)).decode()
@@ -78,8 +151,9 @@ def live_stack(
         "SECRET_KEY": secrets.token_urlsafe(40),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "AGENTKEY_MASTER_KEYS": master,
-        "DATABASE_URL": f"{PG_ADMIN_URL}/{name}",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "AGENTKEY_AUDIT_KEY": "live:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "DATABASE_URL": f"{pg_admin_url}/{name}",
+        "REDIS_URL": redis_url or f"redis://127.0.0.1:6379/{redis_db}",
         "AGENTKEY_SECURE_SSL_REDIRECT": "false",
         "AGENTKEY_SECURE_COOKIES": "false",
         "AGENTKEY_VAR_DIR": str(tmp_path / "var"),
@@ -103,34 +177,10 @@ def live_stack(
         check=True,
         timeout=300,
     )
-    venv = str(Path(sys.executable).parent.parent)
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            ["make", "-s", "serve", f"VENV={venv}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"{stack.base_url}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or too busy to answer in time
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"make serve did not come up:\n{stack.log()[-3000:]}")
-            time.sleep(0.3)
-        yield stack
+        with serve(env, log_path, stack.base_url) as process:
+            stack.process = process
+            yield stack
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
+        with psycopg.connect(f"{pg_admin_url}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

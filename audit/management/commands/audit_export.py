@@ -10,7 +10,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from agentkey.core.cli import OperatorCommand, OperatorError
-from audit.models import AuditEvent
+from audit.models import AuditCheckpoint, AuditEvent
+from audit.sealing import checkpoint_record
 
 FIELDS = [
     "id",
@@ -23,6 +24,8 @@ FIELDS = [
     "target_type",
     "target_id",
     "target_label",
+    "agent_id",
+    "tool_id",
     "metadata",
     "ip",
     "request_id",
@@ -47,7 +50,10 @@ def _since(value: str | None) -> datetime | None:
 
 
 class Command(OperatorCommand):
-    help = "Stream audit events, oldest first, as JSONL (default) or CSV to stdout."
+    help = (
+        "Stream audit events, oldest first, as JSONL (default) or CSV to stdout. "
+        "An unfiltered JSONL export ends with the signed checkpoints."
+    )
 
     def add_command_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--since", default=None, help="Only events at or after this date/time.")
@@ -70,13 +76,19 @@ class Command(OperatorCommand):
         for row in events.values_list(*FIELDS).iterator(chunk_size=2000):
             record = dict(zip(FIELDS, row, strict=True))
             record["created_at"] = record["created_at"].isoformat()
-            record["org_id"] = str(record["org_id"]) if record["org_id"] else None
+            for name in ("org_id", "agent_id", "tool_id"):
+                record[name] = str(record[name]) if record[name] else None
             if writer is not None:
                 record["metadata"] = json.dumps(record["metadata"], sort_keys=True)
                 writer.writerow([record[f] for f in FIELDS])
             else:
                 out.write(json.dumps(record, sort_keys=True) + "\n")
             count += 1
+        if writer is None and since is None and not options["org"]:
+            # The whole log: its checkpoints travel with it, so a third party can verify the
+            # chain and every sealed id offline (bin/verify-audit-export).
+            for checkpoint in AuditCheckpoint.objects.order_by("sequence").iterator(chunk_size=100):
+                out.write(json.dumps(checkpoint_record(checkpoint), sort_keys=True) + "\n")
         self.stderr.write(f"exported {count} events")
         return {}
 
