@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from agentkey.core import http
-from audit import signing
+from audit import signing, verifier
 from audit.models import AuditCheckpoint, AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def _seal_one(horizon: int, max_events: int) -> AuditCheckpoint | None:
             events_digest=digest.hexdigest(),
             prev_hash=signing.checkpoint_hash(checkpoint_fields(last), last.signature)
             if last
-            else signing.GENESIS_HASH,
+            else verifier.GENESIS_HASH,
         )
         checkpoint.signature = signing.sign_checkpoint(checkpoint_fields(checkpoint))
         checkpoint.save(force_insert=True)

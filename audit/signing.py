@@ -28,30 +28,12 @@ from typing import Any
 
 from django.conf import settings
 
-EVENT_DOMAIN = b"agentkey-audit-event-v1\n"
-CHECKPOINT_DOMAIN = b"agentkey-audit-checkpoint-v1\n"
-GENESIS_HASH = "0" * 64
-TAG_CHARS = 8  # first 8 base64 characters (48 bits) of an event's MAC, per id in a checkpoint
+# The canonical form lives in the standalone verifier (stdlib only, copied into
+# bin/verify-audit-export), so signer and verifier cannot drift apart.
+from audit.verifier import CHECKPOINT_DOMAIN, EVENT_DOMAIN, EVENT_FIELDS, TAG_CHARS
+
 KEY_MIN_BYTES = 32
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-# Every column of audit_auditevent except id and signature, in canonical (sorted) order.
-EVENT_FIELDS = (
-    "action",
-    "actor_id",
-    "actor_label",
-    "actor_type",
-    "agent_id",
-    "created_at",
-    "ip",
-    "metadata",
-    "org_id",
-    "request_id",
-    "target_id",
-    "target_label",
-    "target_type",
-    "tool_id",
-)
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from audit import signing
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.sealing import checkpoint_fields
-from audit.verifier import Problem, Report, Verifier
+from audit.verifier import EVENT_FIELDS, Problem, Report, Verifier
 
 CHUNK = 10_000
 
@@ -41,7 +41,7 @@ def _pg_rows(from_id: int) -> Iterator[Sequence[Any]]:
 
 
 def _orm_rows(from_id: int) -> Iterator[Sequence[Any]]:
-    columns = ("id", *signing.EVENT_FIELDS, "signature")
+    columns = ("id", *EVENT_FIELDS, "signature")
     events = AuditEvent.objects.filter(id__gte=from_id).order_by("id").values_list(*columns)
     for row in events.iterator(chunk_size=CHUNK):
         values = dict(zip(columns, row, strict=True))

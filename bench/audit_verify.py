@@ -59,13 +59,14 @@ def _seed(events: int) -> None:
     from django.db import connection
 
     from audit import signing
+    from audit.verifier import EVENT_FIELDS
 
     rng = random.Random(6)
     orgs = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(3)]
     agents = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(50)]
     tools = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(20)]
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    columns = ("created_at", *[f for f in signing.EVENT_FIELDS if f != "created_at"], "signature")
+    columns = ("created_at", *[f for f in EVENT_FIELDS if f != "created_at"], "signature")
     copy = sql.SQL("COPY audit_auditevent ({}) FROM STDIN").format(
         sql.SQL(", ").join(map(sql.Identifier, columns))
     )
