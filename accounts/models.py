@@ -64,6 +64,23 @@ class User(AbstractBaseUser, PermissionsMixin):
 # and an organization may set as its maximum.
 GRANT_DURATION_MIN = timedelta(hours=1)
 GRANT_DURATION_MAX = timedelta(days=30)
+# Governance bounds (docs/governance.md): how long a partial quorum waits, how old a grant gets
+# before it needs recertifying, and how long a review may stay open before the grant is revoked.
+QUORUM_WINDOW_DEFAULT = timedelta(hours=72)
+QUORUM_WINDOW_MIN = timedelta(hours=1)
+QUORUM_WINDOW_MAX = timedelta(days=30)
+ACCESS_REVIEW_AFTER_MIN = timedelta(days=1)
+ACCESS_REVIEW_AFTER_MAX = timedelta(days=365)
+ACCESS_REVIEW_GRACE_DEFAULT = timedelta(days=7)
+ACCESS_REVIEW_GRACE_MIN = timedelta(hours=1)
+ACCESS_REVIEW_GRACE_MAX = timedelta(days=90)
+
+
+class OwnerDeparture(models.TextChoices):
+    """What happens to an agent whose human owner leaves the organization."""
+
+    SUSPEND = "suspend", "Suspend the agent"
+    REASSIGN = "reassign", "Reassign the agent to an owner of the organization"
 
 
 class Organization(models.Model):
@@ -73,10 +90,46 @@ class Organization(models.Model):
     # The longest access an approval, assignment or extension may give; None: no maximum
     # (then "no expiry" is allowed). Changed only through ``org_set_max_grant_duration``.
     max_grant_duration = models.DurationField(null=True, blank=True)
+    # How long approvals short of a tool's quorum stay valid before the request expires.
+    quorum_window = models.DurationField(default=QUORUM_WINDOW_DEFAULT)
+    # Kill switch: an anomaly alert suspends the agent it is about.
+    anomaly_auto_suspend = models.BooleanField(default=False)
+    owner_departure = models.CharField(
+        max_length=16, choices=OwnerDeparture.choices, default=OwnerDeparture.SUSPEND
+    )
+    # Access reviews: approved grants older than this enter the review queue (None: off) ...
+    access_review_after = models.DurationField(null=True, blank=True)
+    # ... and are revoked when nobody recertifies them within this grace period.
+    access_review_grace = models.DurationField(default=ACCESS_REVIEW_GRACE_DEFAULT)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    quorum_window__gte=QUORUM_WINDOW_MIN, quorum_window__lte=QUORUM_WINDOW_MAX
+                ),
+                name="accounts_org_quorum_window_in_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(owner_departure__in=OwnerDeparture.values),
+                name="accounts_org_owner_departure_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(access_review_after__isnull=True)
+                | models.Q(
+                    access_review_after__gte=ACCESS_REVIEW_AFTER_MIN,
+                    access_review_after__lte=ACCESS_REVIEW_AFTER_MAX,
+                ),
+                name="accounts_org_access_review_after_in_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    access_review_grace__gte=ACCESS_REVIEW_GRACE_MIN,
+                    access_review_grace__lte=ACCESS_REVIEW_GRACE_MAX,
+                ),
+                name="accounts_org_access_review_grace_in_range",
+            ),
             models.CheckConstraint(
                 condition=models.Q(max_grant_duration__isnull=True)
                 | models.Q(
@@ -139,6 +192,13 @@ class Agent(models.Model):
     description = models.TextField(blank=True, max_length=1000)
     status = models.CharField(max_length=16, choices=AgentStatus.choices, default=AgentStatus.ACTIVE)
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The person accountable for the agent. Set on creation; when they leave the organization
+    # the agent is suspended or reassigned (Organization.owner_departure).
+    owner = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_agents"
+    )
+    # After this moment the agent is refused like a suspended one, and the lifecycle job suspends it.
+    valid_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
 
@@ -151,6 +211,13 @@ class Agent(models.Model):
             models.UniqueConstraint("org", Lower("name"), name="accounts_agent_name_unique_in_org"),
             models.CheckConstraint(
                 condition=models.Q(status__in=AgentStatus.values), name="accounts_agent_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["valid_until"],
+                condition=models.Q(status="active", valid_until__isnull=False),
+                name="accounts_agent_valid_until_idx",
             ),
         ]
 

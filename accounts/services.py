@@ -223,7 +223,11 @@ def agent_create(
     try:
         with transaction.atomic():
             agent = Agent.objects.create(
-                org=org, name=name, description=description, created_by=acting_user(actor)
+                org=org,
+                name=name,
+                description=description,
+                created_by=acting_user(actor),
+                owner=acting_user(actor),
             )
             issued = _issue_key(agent=agent, expires_at=key_expires_at)
             audit_record(

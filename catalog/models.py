@@ -43,6 +43,8 @@ class InjectAs(models.TextChoices):
 # The shape of a stored upstream origin: scheme and authority only (no path, query, fragment or
 # userinfo); catalog.upstream.clean_origin normalizes and SSRF-checks it before it is stored.
 UPSTREAM_ORIGIN_SHAPE = r"^https?://[^/?#@\s]+$"
+#: Most distinct approvers a tool may require (N of N-of-M). The database also refuses 0.
+MAX_REQUIRED_APPROVALS = 5
 
 
 class Tool(models.Model):
@@ -70,6 +72,18 @@ class Tool(models.Model):
     inject_as = models.CharField(max_length=8, choices=InjectAs.choices, default=InjectAs.HEADER)
     inject_name = models.CharField(max_length=100, blank=True, default="Authorization")
     inject_template = models.CharField(max_length=200, blank=True, default="Bearer {credential}")
+    # Governance (docs/governance.md): N distinct approvers, separation of duties, decoys.
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    separation_of_duties = models.BooleanField(
+        default=False,
+        help_text="Neither the agent's creator or owner nor the tool's owner may approve access to it.",
+    )
+    owner = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_tools"
+    )
+    is_canary = models.BooleanField(
+        default=False, help_text="A decoy: any request or suggestion for it raises a high-severity alert."
+    )
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -77,6 +91,11 @@ class Tool(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # Zero approvals can never mean "open": the database refuses it, whatever the code does.
+            models.CheckConstraint(
+                condition=Q(required_approvals__gte=1, required_approvals__lte=MAX_REQUIRED_APPROVALS),
+                name="catalog_tool_required_approvals_at_least_one",
+            ),
             models.UniqueConstraint(fields=["org", "config_key"], name="catalog_tool_config_key_unique"),
             models.UniqueConstraint(fields=["org", "normalized_name"], name="catalog_tool_name_unique"),
             models.CheckConstraint(

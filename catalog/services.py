@@ -261,6 +261,7 @@ def tool_create(
             usage_guide=usage_guide,
             current_guide_version=1,
             created_by=acting_user(actor),
+            owner=acting_user(actor),
             **proxy,
         )
         GuideVersion.objects.create(

@@ -41,6 +41,10 @@ class AccessGrant(models.Model):
     decided_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     decided_by_label = models.CharField(max_length=200, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Access reviews: when the access was last approved or recertified, and when the open
+    # review (if any) started. Unreviewed past the organization's grace, the grant is revoked.
+    certified_at = models.DateTimeField(null=True, blank=True)
+    review_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -69,6 +73,11 @@ class AccessGrant(models.Model):
                 condition=Q(status="approved", expires_at__isnull=False),
                 name="grants_approved_expiry_idx",
             ),
+            models.Index(
+                fields=["org", "review_requested_at"],
+                condition=Q(status="approved", review_requested_at__isnull=False),
+                name="grants_review_queue_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -92,3 +101,32 @@ class AccessGrant(models.Model):
         if self.status == GrantStatus.APPROVED and expired:
             return GrantStatus.EXPIRED
         return self.status
+
+
+class GrantApproval(models.Model):
+    """One approver's yes to one request cycle of a grant (N-of-M approvals).
+
+    A grant row is reused across request cycles, so an approval belongs to the cycle that
+    began at ``cycle``, the grant's ``requested_at``; a new request starts a fresh count.
+    The database keeps approvers distinct within a cycle.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    grant = models.ForeignKey(AccessGrant, on_delete=models.CASCADE, related_name="approvals")
+    cycle = models.DateTimeField()
+    approver = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    approver_label = models.CharField(max_length=200)
+    # The expiry this approver chose (None: no expiry); the grant gets the earliest of the quorum's.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant", "cycle", "approver"], name="grants_one_approval_per_approver_and_cycle"
+            ),
+        ]
+        indexes = [models.Index(fields=["grant", "cycle"], name="grants_approval_cycle_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.approver_label} approved {self.grant_id}"
