@@ -79,4 +79,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request as u; h = (os.environ.get('ALLOWED_HOSTS', 'localhost').split(',')[0].strip().lstrip('.') or 'localhost').replace('*', 'localhost'); r = u.urlopen(u.Request('http://127.0.0.1:8000/healthz', headers={'Host': h}), timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 
 # Workers from WEB_CONCURRENCY; FORWARDED_ALLOW_IPS names the proxy allowed to set X-Forwarded-*.
-CMD ["gunicorn", "agentkey.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-", "--timeout", "30", "--graceful-timeout", "30"]
+CMD ["gunicorn", "agentkey.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-", "--logger-class", "agentkey.core.accesslog.AccessLogger", "--timeout", "30", "--graceful-timeout", "30"]

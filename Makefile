@@ -65,7 +65,7 @@ serve: $(VENV)/.installed
 	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(PY) manage.py collectstatic --noinput -v 0
 	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(VENV)/bin/gunicorn agentkey.wsgi \
 		--bind $(HOST):$(PORT) --workers $(WORKERS) --threads $(THREADS) --worker-class gthread \
-		--access-logfile - --forwarded-allow-ips "$${FORWARDED_ALLOW_IPS:-127.0.0.1}"
+		--access-logfile - --logger-class agentkey.core.accesslog.AccessLogger --forwarded-allow-ips "$${FORWARDED_ALLOW_IPS:-127.0.0.1}"
 
 worker: $(VENV)/.installed
 	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(VENV)/bin/celery -A agentkey worker -l info

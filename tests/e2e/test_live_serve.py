@@ -205,3 +205,29 @@ def test_the_whole_journey_against_make_serve(stack):
     assert "GET /api/tools/" in log, "the access log is captured"
     for secret in stack.secrets:
         assert secret not in log, "no secret in the server's logs"
+
+
+def test_a_credential_of_no_known_shape_in_a_url_never_reaches_the_server_log(stack):
+    """A client pasting a credential into a path or query: gunicorn's access log and
+    Django's "Not Found" warning both log the path sanitized (agentkey.core.logging.safe_path)."""
+    pasted = "plainlowercasetokenvalue"  # no provider shape: only the path rules can hide it
+    hexish = "9f86d081884c7d659a2feaa0c55ad015"
+    session = requests.Session()
+    paths = [
+        f"/api/tools/{pasted}/credentials",
+        f"/api/tools/{hexish}/credentials",
+        f"/api/tools?token={pasted}",
+        f"/invitations/{pasted}/",
+        f"/no-such-page/{hexish}",
+    ]
+    for path in paths:
+        response = session.get(
+            stack.base_url + path,
+            headers={"Authorization": f"Bearer {pasted}", "Referer": f"https://x.example/?k={hexish}"},
+            timeout=10,
+        )
+        assert response.status_code < 500, (path, response.status_code)
+    log = stack.log()
+    assert "GET /api/tools/…/credentials" in log, "the request is still logged, sanitized"
+    assert pasted not in log
+    assert hexish not in log
