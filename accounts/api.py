@@ -13,8 +13,9 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from accounts.authfailures import agent_authenticate_counted
 from accounts.models import Agent, AgentKey
-from accounts.services import MISSING_BEARER, agent_authenticate
+from accounts.services import MISSING_BEARER
 from agentkey.core.api import RateLimitedAPIView
 from agentkey.core.errors import Forbidden, Message, NotFound, Unauthenticated
 
@@ -38,7 +39,7 @@ class AgentKeyAuthentication(BaseAuthentication):
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated(MISSING_BEARER)
-        return agent_authenticate(token=token)
+        return agent_authenticate_counted(token=token)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="agentkey"'

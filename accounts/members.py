@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.lifecycle import DepartedAgent, agents_handle_owner_departure
 from accounts.models import Invitation, Membership, Organization, Role, User
 from accounts.permissions import Capability, HumanActor, acting_user, require
 from agentkey.core.errors import Conflict, FieldError, Forbidden, Message, NotFound, ValidationFailed
@@ -182,8 +183,13 @@ def membership_change_role(*, membership: Membership, role: str, actor: HumanAct
     return locked
 
 
-def membership_remove(*, membership: Membership, actor: HumanActor) -> None:
-    """Remove a member, or leave (anyone may remove themselves). The last owner cannot go."""
+def membership_remove(*, membership: Membership, actor: HumanActor) -> list[DepartedAgent]:
+    """Remove a member, or leave (anyone may remove themselves). The last owner cannot go.
+
+    In the same transaction, the agents the person owned in the organization are suspended
+    or reassigned (``Organization.owner_departure``); the result says which, for the
+    notification ``grants.lifecycle.member_remove`` sends.
+    """
     leaving = isinstance(actor, Membership) and actor.pk == membership.pk
     if not leaving:
         require(actor, Capability.MANAGE_MEMBERS, membership.org_id)
@@ -198,4 +204,6 @@ def membership_remove(*, membership: Membership, actor: HumanActor) -> None:
             target=locked,
             metadata={"role": locked.role},
         )
+        departed = agents_handle_owner_departure(org=locked.org, departing=locked.user, actor=actor)
         locked.delete()
+    return departed

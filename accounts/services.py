@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import keys
+from accounts.lifecycle import VALID_UNTIL_PAST, agents_handle_owner_departure, owner_for_new_agent
 from accounts.models import (
     GRANT_DURATION_MAX,
     GRANT_DURATION_MIN,
@@ -50,6 +51,10 @@ KEY_EXPIRED = Message(
 AGENT_SUSPENDED = Message(
     "This agent has been suspended.",
     "Contact your admin to reactivate this agent or create a new one.",
+)
+AGENT_VALIDITY_ENDED = Message(
+    "This agent's validity ended at {when}.",
+    "Ask its owner to extend it on the agent's page in the AgentKey dashboard, or use another agent.",
 )
 NAME_REQUIRED = Message("A name is required.", "Give a name of 1 to {limit} characters.")
 AGENT_NAME_TAKEN = Message(
@@ -175,6 +180,9 @@ def user_save(*, user: User, actor: HumanActor, fields: list[str]) -> User:
     created = user.pk is None
     flags = {"is_active", "is_staff", "is_superuser"}
     with transaction.atomic():
+        was_active = (
+            not created and User.objects.filter(pk=user.pk).values_list("is_active", flat=True).first()
+        )
         user.save()
         audit_record(
             action=Action.USER_CREATED if created else Action.USER_UPDATED,
@@ -185,6 +193,10 @@ def user_save(*, user: User, actor: HumanActor, fields: list[str]) -> User:
                 **{flag: getattr(user, flag) for flag in sorted(flags & set(fields))},
             },
         )
+        if was_active and not user.is_active:
+            # A deactivated person has left every organization as far as their agents go.
+            for membership in Membership.objects.filter(user=user).select_related("org"):
+                agents_handle_owner_departure(org=membership.org, departing=user, actor=actor)
     return user
 
 
@@ -216,10 +228,17 @@ def agent_create(
     actor: HumanActor,
     description: str = "",
     key_expires_at: datetime | None = None,
+    owner: User | None = None,
+    valid_until: datetime | None = None,
 ) -> IssuedAgent:
+    """A new agent and its first key. ``owner`` (a member; by default the person creating it)
+    is accountable for it; after ``valid_until`` (optional) it is refused and then suspended."""
     require(actor, Capability.MANAGE_AGENTS, org.id)
     name = _clean_name(name, limit=100)
     description = (description or "").strip()[:1000]
+    accountable = owner_for_new_agent(org=org, actor=actor, owner=owner)
+    if valid_until is not None and valid_until <= timezone.now():
+        raise ValidationFailed(VALID_UNTIL_PAST, details=[FieldError("valid_until", VALID_UNTIL_PAST.error)])
     try:
         with transaction.atomic():
             agent = Agent.objects.create(
@@ -227,15 +246,16 @@ def agent_create(
                 name=name,
                 description=description,
                 created_by=acting_user(actor),
-                owner=acting_user(actor),
+                owner=accountable,
+                valid_until=valid_until,
             )
             issued = _issue_key(agent=agent, expires_at=key_expires_at)
-            audit_record(
-                action=Action.AGENT_CREATED,
-                actor=actor,
-                target=agent,
-                metadata={"key_prefix": issued.key.prefix},
-            )
+            metadata: dict[str, str] = {"key_prefix": issued.key.prefix}
+            if accountable is not None and accountable != acting_user(actor):
+                metadata["owner"] = accountable.email
+            if valid_until is not None:
+                metadata["valid_until"] = valid_until.isoformat()
+            audit_record(action=Action.AGENT_CREATED, actor=actor, target=agent, metadata=metadata)
     except IntegrityError:
         raise Conflict(AGENT_NAME_TAKEN.format(name=name)) from None
     return IssuedAgent(agent=agent, key=issued)
@@ -314,7 +334,8 @@ def agent_authenticate(*, token: str) -> tuple[Agent, AgentKey]:
     the digest is still compared in constant time before it is trusted.
     """
     presented = keys.digest(token)
-    key = AgentKey.objects.select_related("agent").filter(key_hash=presented).first()
+    rows = AgentKey.objects.select_related("agent").filter(key_hash=presented)[:1]  # unique: no ORDER BY
+    key = rows[0] if rows else None
     if key is None or not hmac.compare_digest(key.key_hash, presented):
         raise Unauthenticated(INVALID_KEY)
     # Any revocation stamp refuses, whatever this host's clock says about it.
@@ -329,4 +350,14 @@ def agent_authenticate(*, token: str) -> tuple[Agent, AgentKey]:
         if cache.add(f"audit:suspended:{agent.id}", 1, timeout=60):
             audit_record(action=Action.AUTH_REJECTED_SUSPENDED, actor=agent, target=agent)
         raise Forbidden(AGENT_SUSPENDED)
+    # The agent row is already loaded: ending validity costs no query on the vend path.
+    if agent.valid_until is not None and agent.valid_until <= timezone.now():
+        if cache.add(f"audit:validity:{agent.id}", 1, timeout=60):
+            audit_record(
+                action=Action.AUTH_REJECTED_VALIDITY_ENDED,
+                actor=agent,
+                target=agent,
+                metadata={"valid_until": agent.valid_until.isoformat()},
+            )
+        raise Forbidden(AGENT_VALIDITY_ENDED.format(when=f"{agent.valid_until:%Y-%m-%d %H:%M} UTC"))
     return agent, key

@@ -1,5 +1,5 @@
 """Console routes owned by accounts."""
 
-from accounts.views import agents, orgs
+from accounts.views import agents, killswitch, orgs
 
-urlpatterns = [*orgs.urlpatterns, *agents.urlpatterns]
+urlpatterns = [*orgs.urlpatterns, *agents.urlpatterns, *killswitch.urlpatterns]

@@ -12,8 +12,7 @@ import catalog.urls
 import grants.urls
 import notifications.urls
 from agentkey import views
-from catalog.api import ToolSuggestApi
-from grants.api import CredentialApi, GuideSuggestApi, MeApi, ToolListApi, ToolRequestApi
+from grants.api import CredentialApi, GuideSuggestApi, MeApi, ToolListApi, ToolRequestApi, ToolSuggestApi
 from grants.proxy import ProxyApi
 
 # The admin signs in through allauth, so MFA protects the operator console too.

@@ -160,7 +160,8 @@ def make_cast(name: str, agents: int, tools: int, people: int) -> tuple[Cast, An
         membership_add(org=org, user=user, role=roles[n % len(roles)], actor=operator)
         humans.append(user)
     made_agents = [
-        agent_create(org=org, name=f"{slug}-agent-{n:03d}", actor=operator).agent for n in range(agents)
+        agent_create(org=org, name=f"{slug}-agent-{n:03d}", actor=operator, owner=owner).agent
+        for n in range(agents)
     ]
     made_tools = [
         tool_add(

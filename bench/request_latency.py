@@ -67,7 +67,7 @@ for side, channels in (("quiet", 0), ("notified", 2)):
             org=org, actor=operator, name=f"receiver {n}", kind="generic",
             url="RECEIVER/hook/" + str(n), events=["access.requested"],
         )
-    issued = agent_create(org=org, name=f"{side}-agent", actor=operator)
+    issued = agent_create(org=org, name=f"{side}-agent", actor=operator, owner=owner)
     tools = [
         str(tool_add(org=org, actor=operator, name=f"{side} tool {n:04d}", credential="bench-credential").tool.id)
         for n in range(TOOLS)

@@ -23,7 +23,7 @@ from django.utils.text import slugify
 
 from accounts.models import Organization
 from agentkey.core.errors import FieldError, Message, ValidationFailed
-from catalog.models import AccessMode, AuthType, CredentialMode, InjectAs, Tool
+from catalog.models import MAX_REQUIRED_APPROVALS, AccessMode, AuthType, CredentialMode, InjectAs, Tool
 from catalog.normalize import normalize_name, normalize_url
 from catalog.selectors import tools_for_org
 
@@ -43,8 +43,14 @@ TOOL_FIELDS = (
     "inject_as",
     "inject_name",
     "inject_template",
+    "required_approvals",
+    "separation_of_duties",
+    "is_canary",
     "usage_guide",
 )
+# Fields that are not text: whole numbers within a range, and yes/no flags.
+NUMBERS: dict[str, tuple[int, int]] = {"required_approvals": (1, MAX_REQUIRED_APPROVALS)}
+FLAGS = frozenset({"separation_of_duties", "is_canary"})
 CHOICES: dict[str, list[str]] = {
     "auth_type": list(AuthType.values),
     "credential_mode": list(CredentialMode.values),
@@ -76,7 +82,7 @@ class ToolSpec:
     """One tool of a catalog file: the fields the file gives (others keep their value)."""
 
     config_key: str
-    values: dict[str, str]
+    values: dict[str, Any]
     credential_setup: tuple[str, ...] = ()
     where: str = ""
 
@@ -87,7 +93,7 @@ class ToolSpec:
 # --- export ----------------------------------------------------------------------------------------
 
 
-def tool_document(tool: Tool) -> dict[str, str]:
+def tool_document(tool: Tool) -> dict[str, Any]:
     return {"config_key": tool.config_key, **{name: getattr(tool, name) for name in TOOL_FIELDS}}
 
 
@@ -154,7 +160,22 @@ def _load(text: str, fmt: str) -> tuple[Any, dict[int, int]]:
     return document, lines
 
 
-def _check_value(name: str, value: object, at: str, problems: list[FieldError]) -> str | None:
+def _check_typed(name: str, value: object, at: str, problems: list[FieldError]) -> object | None:
+    if name in FLAGS:
+        if isinstance(value, bool):
+            return value
+        problems.append(FieldError(f"{at}.{name}", "must be true or false."))
+        return None
+    low, high = NUMBERS[name]
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    problems.append(FieldError(f"{at}.{name}", f"must be a whole number from {low} to {high}."))
+    return None
+
+
+def _check_value(name: str, value: object, at: str, problems: list[FieldError]) -> object | None:
+    if name in NUMBERS or name in FLAGS:
+        return _check_typed(name, value, at, problems)
     if not isinstance(value, str):
         kind = "nothing" if value is None else type(value).__name__
         problems.append(FieldError(f"{at}.{name}", f"must be text, not {kind}. Quote it if needed."))
@@ -199,7 +220,7 @@ def _check_tool(item: object, at: str, problems: list[FieldError]) -> ToolSpec |
         )
     if "name" not in item:
         problems.append(FieldError(f"{at}.name", "is required."))
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for name in TOOL_FIELDS:
         if name in item:
             value = _check_value(name, item[name], at, problems)
@@ -323,8 +344,10 @@ class Plan:
         }
 
 
-def _comparable(name: str, value: str) -> str:
+def _comparable(name: str, value: Any) -> Any:
     """A file value as the tool services would store it, to compare with the stored one."""
+    if not isinstance(value, str):
+        return value
     if name == "name":
         return " ".join(value.split())
     if name == "url":

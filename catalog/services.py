@@ -25,6 +25,7 @@ from agentkey.core.links import console_link
 from audit.models import Action
 from audit.services import audit_record
 from catalog.models import (
+    MAX_REQUIRED_APPROVALS,
     AccessMode,
     AuthType,
     CredentialMode,
@@ -64,6 +65,10 @@ PER_AGENT_NO_SHARED = Message(
 NOT_SHARED = Message(
     "Only shared tools have a tool-level credential.",
     "For per-agent tools, each approved grant holds its own credential.",
+)
+APPROVALS_OUT_OF_RANGE = Message(
+    "A tool requires between 1 and {most} approvals.",
+    "Choose 1 (one approver decides) up to {most} distinct approvers; access is never open without one.",
 )
 MODE_IS_FIXED = Message(
     "The credential mode of an existing tool cannot change.",
@@ -206,6 +211,9 @@ def tool_create(
     inject_as: str = "header",
     inject_name: str = "Authorization",
     inject_template: str = "Bearer {credential}",
+    required_approvals: int = 1,
+    separation_of_duties: bool = False,
+    is_canary: bool = False,
 ) -> ToolCreated:
     """Create a tool and accept the pending suggestions it answers.
 
@@ -226,6 +234,7 @@ def tool_create(
         )
     if len(usage_guide) > 20000:
         raise ValidationFailed(GUIDE_TOO_LONG, details=[FieldError("usage_guide", GUIDE_TOO_LONG.error)])
+    _check_required_approvals(required_approvals)
     normalized, clean_url, domain = _identity(name, url)
     proxy = _proxy_settings(
         access_mode=access_mode,
@@ -262,6 +271,9 @@ def tool_create(
             current_guide_version=1,
             created_by=acting_user(actor),
             owner=acting_user(actor),
+            required_approvals=required_approvals,
+            separation_of_duties=separation_of_duties,
+            is_canary=is_canary,
             **proxy,
         )
         GuideVersion.objects.create(
@@ -276,6 +288,7 @@ def tool_create(
                 "credential_mode": credential_mode,
                 "has_credential": bool(credential),
                 "access_mode": proxy["access_mode"],
+                **({"is_canary": True} if is_canary else {}),
                 **({"upstream_origin": proxy["upstream_origin"]} if proxy["upstream_origin"] else {}),
             },
         )
@@ -372,6 +385,24 @@ def _proxy_changes(
     return {k: v for k, v in proxy.items() if v != getattr(tool, k)}
 
 
+def _check_required_approvals(required: int) -> None:
+    if not 1 <= required <= MAX_REQUIRED_APPROVALS:
+        msg = APPROVALS_OUT_OF_RANGE.format(most=MAX_REQUIRED_APPROVALS)
+        raise ValidationFailed(msg, details=[FieldError("required_approvals", msg.error)])
+
+
+def _approval_changes(
+    tool: Tool, required_approvals: int | None, separation_of_duties: bool | None
+) -> dict[str, object]:
+    changed: dict[str, object] = {}
+    if required_approvals is not None and required_approvals != tool.required_approvals:
+        _check_required_approvals(required_approvals)
+        changed["required_approvals"] = required_approvals
+    if separation_of_duties is not None and separation_of_duties != tool.separation_of_duties:
+        changed["separation_of_duties"] = separation_of_duties
+    return changed
+
+
 def tool_update(
     *,
     tool: Tool,
@@ -387,8 +418,11 @@ def tool_update(
     inject_as: str | None = None,
     inject_name: str | None = None,
     inject_template: str | None = None,
+    required_approvals: int | None = None,
+    separation_of_duties: bool | None = None,
+    is_canary: bool | None = None,
 ) -> Tool:
-    """Change a tool's description and proxy fields (None: unchanged).
+    """Change a tool's description, proxy and approval fields (None: unchanged).
 
     ``credential_expires_at=None`` clears the expiry. An upstream origin is
     SSRF-checked only when it changes.
@@ -416,6 +450,8 @@ def tool_update(
         changed["auth_type"] = auth_type
     if credential_expires_at is not KEEP and credential_expires_at != tool.credential_expires_at:
         changed["credential_expires_at"] = credential_expires_at
+    changed.update(_approval_changes(tool, required_approvals, separation_of_duties))
+    changed.update({"is_canary": is_canary} if is_canary not in (None, tool.is_canary) else {})
     changed.update(
         _proxy_changes(
             tool,
@@ -443,7 +479,17 @@ def tool_update(
             target=tool,
             metadata={
                 "fields": sorted(k for k in changed if not k.startswith("normalized")),
-                **{k: changed[k] for k in ("access_mode", "upstream_origin") if k in changed},
+                **{
+                    k: changed[k]
+                    for k in (
+                        "access_mode",
+                        "upstream_origin",
+                        "required_approvals",
+                        "separation_of_duties",
+                        "is_canary",
+                    )
+                    if k in changed
+                },
             },
         )
     return tool

@@ -22,6 +22,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.admin_kit import (
     REFUSED,
+    OrgScopedAdmin,
     ReadOnlyInline,
     ServiceAdmin,
     ServiceForm,
@@ -31,11 +32,12 @@ from accounts.admin_kit import (
     report,
     write_only_field,
 )
-from accounts.permissions import Capability
+from accounts.permissions import Capability, HumanActor
 from agentkey.core.durations import format_duration
 from catalog.models import AccessMode, CredentialMode, GuideVersion, InjectAs, Tool
 from catalog.services import tool_guide_update, tool_rotate_credential, tool_update
-from grants.models import AccessGrant, GrantStatus
+from grants.models import AccessGrant, Alert, GrantStatus
+from grants.quorum import cycle_approvals
 from grants.services import (
     AS_REQUESTED,
     AsRequested,
@@ -117,6 +119,8 @@ TOOL_FIELDSETS: list[tuple[str | None, tuple[str, ...]]] = [
         ("access_mode", "upstream_origin", "inject_as", "inject_name", "inject_template"),
     ),
     ("Usage guide", ("usage_guide", "current_guide_version")),
+    # Read-only here: changed in the console's tool form or catalog-as-code (audited services).
+    ("Approvals", ("required_approvals", "separation_of_duties", "owner")),
     ("History", ("created_by", "created_at", "updated_at")),
 ]
 
@@ -317,6 +321,7 @@ class AccessGrantAdmin(SensitiveCredential, ServiceAdmin[AccessGrant]):
         "expires_at",
         "denial_reason",
         "credential_state",
+        "approvals_state",
         "decided_by_label",
         "decided_at",
         "created_at",
@@ -360,6 +365,13 @@ class AccessGrantAdmin(SensitiveCredential, ServiceAdmin[AccessGrant]):
         if obj.tool.credential_mode == CredentialMode.SHARED:
             return "the tool's shared credential"
         return "set" if obj.secret_id is not None else "not set"
+
+    @admin.display(description="approvals")
+    def approvals_state(self, obj: AccessGrant) -> str:
+        """The current request cycle's approvals against the tool's quorum (N-of-M)."""
+        approvals = cycle_approvals(obj)
+        text = f"{len(approvals)} of {obj.tool.required_approvals}"
+        return text + (" — " + ", ".join(a.approver_label for a in approvals) if approvals else "")
 
     def approve_url(self, obj: AccessGrant) -> str:
         return reverse("admin:grants_accessgrant_approve", args=[obj.pk])
@@ -417,11 +429,13 @@ class AccessGrantAdmin(SensitiveCredential, ServiceAdmin[AccessGrant]):
         grant = self.object_or_redirect(request, object_id)
         if isinstance(grant, HttpResponseRedirect):
             return grant
-        per_agent = grant.tool.credential_mode == CredentialMode.PER_AGENT
+        # With a quorum, only the approval that completes it carries the per-agent credential.
+        completes = len(cycle_approvals(grant)) + 1 >= grant.tool.required_approvals
+        per_agent = grant.tool.credential_mode == CredentialMode.PER_AGENT and completes
         form = ApproveOneForm(request.POST if request.method == "POST" else None, per_agent=per_agent)
         if form.is_bound and form.is_valid():
             try:
-                grant_approve(
+                decided = grant_approve(
                     grant=grant,
                     reviewer=actor_for(request, grant.org_id),
                     expires_at=approval_expiry(form.cleaned_data["duration"]),
@@ -430,7 +444,14 @@ class AccessGrantAdmin(SensitiveCredential, ServiceAdmin[AccessGrant]):
             except REFUSED as exc:
                 report(request, exc)
             else:
-                messages.success(request, f"Approved: {self.describe(grant)}.")
+                if decided.status == GrantStatus.PENDING:
+                    messages.success(
+                        request,
+                        f"Approval recorded: {self.describe(grant)} ({self.approvals_state(decided)}); "
+                        "access opens once enough other people approve.",
+                    )
+                else:
+                    messages.success(request, f"Approved: {self.describe(grant)}.")
                 return HttpResponseRedirect(self.change_url(grant))
         asked = (
             f" It asked for {format_duration(grant.requested_duration)}." if grant.requested_duration else ""
@@ -486,12 +507,26 @@ class AccessGrantAdmin(SensitiveCredential, ServiceAdmin[AccessGrant]):
                 ),
             )
         expires_at = approval_expiry(form.cleaned_data["duration"])
+        recorded: list[str] = []
+
+        def approve(grant: AccessGrant, actor: HumanActor) -> AccessGrant:
+            decided = grant_approve(grant=grant, reviewer=actor, expires_at=expires_at)
+            if decided.status == GrantStatus.PENDING:  # a quorum tool: this was one approval of several
+                recorded.append(f"{self.describe(grant)} ({self.approvals_state(decided)})")
+            return decided
+
         self.apply_each(
             request,
             [g for g in grants if g not in per_agent],
-            lambda grant, actor: grant_approve(grant=grant, reviewer=actor, expires_at=expires_at),
+            approve,
             done="Approved {count} access request(s).",
         )
+        if recorded:
+            messages.info(
+                request,
+                "Your approval is recorded, and more approvers are needed before access opens: "
+                + "; ".join(recorded),
+            )
         return None
 
     @admin.action(description="Deny selected requests…", permissions=["decide"])
@@ -545,3 +580,37 @@ class AccessGrantAdmin(SensitiveCredential, ServiceAdmin[AccessGrant]):
             done="Revoked {count} grant(s).",
         )
         return None
+
+
+@admin.register(Alert)
+class AlertAdmin(OrgScopedAdmin[Alert]):
+    """Anomaly alerts, read-only: raised by the rules, acknowledged in the console. Alerts with
+    no organization (refused keys nobody recognises) are listed for superusers only."""
+
+    list_display = (
+        "created_at",
+        "severity",
+        "rule",
+        "summary",
+        "agent_label",
+        "source_address",
+        "acknowledged_at",
+    )
+    list_filter = ("severity", "rule")
+    list_select_related = ("org",)
+    ordering = ("-created_at",)
+    change_fields = (
+        "org",
+        "rule",
+        "severity",
+        "summary",
+        "agent_label",
+        "tool_label",
+        "source_address",
+        "details",
+        "agent_suspended",
+        "window_start",
+        "created_at",
+        "acknowledged_at",
+        "acknowledged_by_label",
+    )

@@ -28,9 +28,11 @@ from accounts.api import AgentAPIView
 from accounts.models import Agent
 from agentkey.core.api import ErrorSerializer, SchemaDocumentSerializer, TextField, body_schema
 from agentkey.core.durations import DURATION_PATTERN, parse_duration
-from agentkey.core.errors import NotFound, ValidationFailed
+from agentkey.core.errors import Conflict, NotFound, ValidationFailed
+from catalog import api as catalog_api
 from catalog.models import proxy_path
 from catalog.selectors import tools_visible_to_agent
+from grants.anomalies import canary_suggestion_check
 from grants.selectors import tool_access_for_agent
 from grants.services import (
     TOOL_NOT_FOUND,
@@ -405,3 +407,27 @@ def guide_suggestion(*, agent: Agent, tool_id: uuid.UUID, data: Any) -> dict[str
         "existing": result.existing,
         "message": result.message,
     }
+
+
+class ToolSuggestApi(catalog_api.ToolSuggestApi):
+    """``POST /api/tools/suggest``: the catalog's endpoint, with the canary check of grants."""
+
+    @extend_schema(
+        operation_id="tools_suggest",
+        request=catalog_api.ToolSuggestApi.InputSerializer,
+        responses={201: catalog_api.ToolSuggestApi.OutputSerializer, **catalog_api.ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        return Response(suggestion_submit(agent=self.agent, data=request.data), status=201)
+
+
+def suggestion_submit(*, agent: Agent, data: Any) -> dict[str, Any]:
+    """``POST /api/tools/suggest`` (and the MCP ``suggest_tool``). A suggestion the catalog matched
+    to a canary tool raises a high alert; the agent gets the same 409 as for any existing tool."""
+    try:
+        return catalog_api.suggestion_submit(agent=agent, data=data)
+    except Conflict as exc:
+        tool_id = exc.extra.get("tool_id")
+        if isinstance(tool_id, str):
+            canary_suggestion_check(agent=agent, tool_id=tool_id)
+        raise

@@ -130,3 +130,69 @@ class GrantApproval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approver_label} approved {self.grant_id}"
+
+
+class AlertRule(models.TextChoices):
+    VEND_RATE = "vend_rate", "Vend rate far above the agent's baseline"
+    OFF_HOURS = "off_hours", "Vends outside the agent's usual hours"
+    AUTH_FAILURES = "auth_failures", "Burst of refused keys from one address"
+    NEW_TOOLS_BURST = "new_tools_burst", "Requests for many new tools in a short time"
+    CANARY = "canary", "Request or suggestion for a canary tool"
+
+
+class AlertSeverity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class Alert(models.Model):
+    """One anomaly the rules noticed (grants.anomalies). Raised once per condition and window:
+    ``dedup_key`` (organization, rule, subject, window start) is unique, so a job running every
+    minute or a burst of requests cannot raise the same alert twice. Labels are snapshots and
+    the summary never carries a secret. An address-only alert (keys nobody recognises) has no
+    organization: operators see it in the Django admin."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    org = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    agent_label = models.CharField(max_length=200, blank=True)
+    tool = models.ForeignKey(Tool, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    tool_label = models.CharField(max_length=200, blank=True)
+    rule = models.CharField(max_length=32, choices=AlertRule.choices)
+    severity = models.CharField(max_length=16, choices=AlertSeverity.choices)
+    summary = models.CharField(max_length=300)
+    details = models.JSONField(default=dict, blank=True)
+    source_address = models.GenericIPAddressField(null=True, blank=True)
+    window_start = models.DateTimeField()
+    dedup_key = models.CharField(max_length=200, unique=True)
+    agent_suspended = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_by_label = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(rule__in=AlertRule.values), name="grants_alert_rule_valid"),
+            models.CheckConstraint(
+                condition=Q(severity__in=AlertSeverity.values), name="grants_alert_severity_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["org", "-created_at"], name="grants_alert_org_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.rule}: {self.summary}"
+
+    def audit_ref(self) -> AuditRef:
+        return AuditRef(
+            type="alert",
+            id=str(self.id),
+            label=self.summary,
+            org_id=self.org_id,
+            agent_id=self.agent_id,
+            tool_id=self.tool_id,
+        )

@@ -28,7 +28,9 @@ from catalog.services import (
     suggestion_accept,
     tool_create,
 )
-from grants.models import AccessGrant, GrantStatus
+from grants import quorum
+from grants.anomalies import after_request, refuse_canary
+from grants.models import AccessGrant, GrantApproval, GrantStatus
 from notifications.models import Event
 from notifications.services import notify
 from vault.models import Secret
@@ -268,6 +270,7 @@ def grant_request(*, agent: Agent, tool: Tool, reason: str, duration: timedelta 
             metadata["reopened_from"] = reopened_from
         audit_record(action=Action.GRANT_REQUESTED, actor=agent, target=grant, metadata=metadata)
         _announce_request(grant, agent, tool, reason)
+        after_request(agent=agent, tool=tool, reopened=reopened_from is not None, now=now)
     return grant
 
 
@@ -294,11 +297,12 @@ def _approved_grant(*, agent: Agent, tool_id: uuid.UUID) -> AccessGrant:
 
     Nothing is cached: a revoke or an expiry applies on the very next call.
     """
-    grant = (
-        AccessGrant.objects.select_related("tool", "tool__secret", "secret")
-        .filter(agent_id=agent.id, tool_id=tool_id, tool__org_id=agent.org_id)
-        .first()
-    )
+    # (agent, tool) is unique, so no ORDER BY: the one .first() adds costs more to compile
+    # than the rest of this query (issue #7, docs/performance.md).
+    rows = AccessGrant.objects.select_related("tool", "tool__secret", "secret").filter(
+        agent_id=agent.id, tool_id=tool_id, tool__org_id=agent.org_id
+    )[:1]
+    grant = rows[0] if rows else None
     if grant is None:
         if not Tool.objects.filter(id=tool_id, org_id=agent.org_id).exists():
             raise NotFound(TOOL_NOT_FOUND)
@@ -306,6 +310,8 @@ def _approved_grant(*, agent: Agent, tool_id: uuid.UUID) -> AccessGrant:
     status = grant.effective_status(timezone.now())
     if status != GrantStatus.APPROVED:
         raise Forbidden(_hint_for(status, tool_id))
+    if grant.tool.is_canary:  # marked a decoy after it was approved: never vended, shown as revoked
+        raise Forbidden(_hint_for(GrantStatus.REVOKED, tool_id))
     grant.agent = agent
     return grant
 
@@ -492,22 +498,27 @@ def grant_approve(
     Approvers choose or shorten: when the agent asked for a duration, an approval may not
     end later than that (extending afterwards is its own audited decision). Nothing ends
     later than the organization's maximum; "as requested" is shortened to it.
+
+    A tool that requires N approvals (``grants.quorum``) records this approval for the
+    current request cycle and stays pending until N distinct eligible people approved;
+    the grant then ends at the earliest end any of them chose, and a per-agent credential
+    is given with (and only with) the approval that completes the quorum.
     """
     require(reviewer, Capability.DECIDE_GRANTS, grant.org_id)
+    refuse_canary(grant.tool)
     now = timezone.now()
     if not isinstance(expires_at, AsRequested):
         _check_expiry(expires_at, now)
     with transaction.atomic():
         locked = _lock_pending(grant)
-        per_agent = locked.tool.credential_mode == CredentialMode.PER_AGENT
-        if per_agent and not credential:
-            raise ValidationFailed(
-                CREDENTIAL_REQUIRED, details=[FieldError("credential", CREDENTIAL_REQUIRED.error)]
-            )
-        if not per_agent and credential:
-            raise ValidationFailed(
-                CREDENTIAL_NOT_ALLOWED, details=[FieldError("credential", CREDENTIAL_NOT_ALLOWED.error)]
-            )
+        required = locked.tool.required_approvals
+        approver = quorum.Approver.of(reviewer)
+        prior = quorum.cycle_approvals(locked)
+        quorum.check_not_lapsed(grant=locked, prior=prior, now=now)
+        quorum.check_separation(grant=locked, approver=approver)
+        quorum.check_not_already(grant=locked, approver=approver, prior=prior)
+        completes = len(prior) + 1 >= required
+        _check_approval_credential(locked, credential, approvals=len(prior) + 1, completes=completes)
         if isinstance(expires_at, AsRequested):
             expires_at = _as_requested(locked, locked.org, now)
         asked = locked.requested_duration
@@ -515,7 +526,22 @@ def grant_approve(
             msg = LONGER_THAN_ASKED.format(asked=human_duration(asked))
             raise ValidationFailed(msg, details=[FieldError("expires_at", msg.error)])
         _check_org_limit(expires_at, now, locked.org)
+        if completes:
+            quorum.check_choices_current(prior, now)
+        approvals = [
+            *prior,
+            quorum.approval_record(grant=locked, approver=approver, expires_at=expires_at, now=now),
+        ]
+        if required > 1:
+            _audit_approval(locked, reviewer, approvals, expires_at)
+        if not completes:
+            quorum.announce_partial(grant=locked, approver=approver, approvals=len(approvals))
+            return locked
+        # The grant ends at the earliest end any approver of the quorum chose (none: no expiry).
+        expires_at = quorum.quorum_expiry(approvals)
+        per_agent = locked.tool.credential_mode == CredentialMode.PER_AGENT
         locked.status = GrantStatus.APPROVED
+        locked.certified_at, locked.review_requested_at = now, None  # access reviews count from here
         locked.expires_at = expires_at
         locked.denial_reason = ""
         if per_agent and credential:
@@ -530,10 +556,56 @@ def grant_approve(
                 "from": GrantStatus.PENDING,
                 "tool_name": locked.tool.name,
                 "expires_at": expires_at.isoformat() if expires_at else None,
+                **(
+                    {"required": required, "approvers": [a.approver_label for a in approvals]}
+                    if required > 1
+                    else {}
+                ),
             },
         )
         _announce_decision(locked, Event.ACCESS_APPROVED, reviewer, access=_expiry_label(expires_at))
     return locked
+
+
+def _check_approval_credential(
+    grant: AccessGrant, credential: str | None, *, approvals: int, completes: bool
+) -> None:
+    """A per-agent credential comes with the approval that completes the quorum, and only with it."""
+    required = grant.tool.required_approvals
+    if grant.tool.credential_mode != CredentialMode.PER_AGENT:
+        if credential:
+            raise ValidationFailed(
+                CREDENTIAL_NOT_ALLOWED, details=[FieldError("credential", CREDENTIAL_NOT_ALLOWED.error)]
+            )
+        return
+    msg = None
+    if completes and not credential:
+        msg = (
+            CREDENTIAL_REQUIRED
+            if required == 1
+            else quorum.CREDENTIAL_COMPLETES_QUORUM.format(required=required)
+        )
+    elif not completes and credential:
+        msg = quorum.CREDENTIAL_ON_LAST_APPROVAL.format(approvals=approvals, required=required)
+    if msg is not None:
+        raise ValidationFailed(msg, details=[FieldError("credential", msg.error)])
+
+
+def _audit_approval(
+    grant: AccessGrant, reviewer: HumanActor, approvals: list[GrantApproval], chosen: datetime | None
+) -> None:
+    """With a quorum, each approval is its own audit event (``grant.approved`` follows the last)."""
+    audit_record(
+        action=Action.GRANT_APPROVAL_RECORDED,
+        actor=reviewer,
+        target=grant,
+        metadata={
+            "tool_name": grant.tool.name,
+            "approvals": len(approvals),
+            "required": grant.tool.required_approvals,
+            "expires_at": chosen.isoformat() if chosen else None,
+        },
+    )
 
 
 def grant_deny(*, grant: AccessGrant, reviewer: HumanActor, reason: str) -> AccessGrant:
@@ -638,10 +710,20 @@ def grant_assign(
     expires_at: datetime | None = None,
     credential: str | None = None,
 ) -> AccessGrant:
-    """Give an agent access without waiting for it to ask."""
+    """Give an agent access without waiting for it to ask.
+
+    Refused for a tool that needs several approvers: one person cannot stand in for a quorum.
+    """
     require(actor, Capability.DECIDE_GRANTS, tool.org_id)
     if agent.org_id != tool.org_id:
         raise ValidationFailed(AGENT_NOT_IN_ORG)
+    refuse_canary(tool)
+    if tool.required_approvals > 1:
+        raise Conflict(
+            quorum.QUORUM_NEEDS_REQUEST.format(
+                tool=tool.name, required=tool.required_approvals, tool_id=tool.id
+            )
+        )
     now = timezone.now()
     _check_expiry(expires_at, now)
     per_agent = tool.credential_mode == CredentialMode.PER_AGENT
@@ -663,6 +745,7 @@ def grant_assign(
             raise Conflict(ASSIGN_ALREADY_APPROVED)
         old_secret = _detach_secret(grant)
         grant.status = GrantStatus.APPROVED
+        grant.certified_at, grant.review_requested_at = now, None  # access reviews count from here
         grant.expires_at = expires_at
         grant.denial_reason = ""
         if per_agent and credential:

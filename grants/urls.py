@@ -1,6 +1,6 @@
 """Console routes that need grants."""
 
-from grants.views import agents, audit, decisions, home, inbox, tools
+from grants.views import agents, alerts, audit, decisions, home, inbox, members, reviews, tools
 
 urlpatterns = [
     *home.urlpatterns,
@@ -9,4 +9,7 @@ urlpatterns = [
     *agents.urlpatterns,
     *tools.urlpatterns,
     *audit.urlpatterns,
+    *alerts.urlpatterns,
+    *members.urlpatterns,
+    *reviews.urlpatterns,
 ]

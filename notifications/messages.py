@@ -24,6 +24,13 @@ TITLES: dict[str, str] = {
     Event.ACCESS_APPROVED: "{decided_by} approved {agent}'s access to {tool}",
     Event.ACCESS_DENIED: "{decided_by} denied {agent}'s access to {tool}",
     Event.ACCESS_REVOKED: "{decided_by} revoked {agent}'s access to {tool}",
+    Event.ACCESS_APPROVAL_RECORDED: "{decided_by} approved {agent}'s access to {tool} ({approvals} of {required})",
+    Event.ACCESS_QUORUM_EXPIRED: "{agent}'s request for {tool} expired with {approvals} of {required} approvals",
+    Event.AGENT_OWNER_DEPARTED: "{owner} left the organization: {agent} was {outcome}",
+    Event.AGENT_VALIDITY_ENDED: "{agent}'s validity ended: it is suspended",
+    Event.ACCESS_REVIEW_DUE: "{count} access grants are due for review",
+    Event.ACCESS_REVIEW_EXPIRED: "{agent}'s access to {tool} was revoked: nobody recertified it",
+    Event.ALERT_RAISED: "{severity} alert: {summary}",
     Event.TEST: "Test notification for {channel}",
 }
 #: Stand-ins when a label the title needs is missing.
@@ -39,6 +46,7 @@ FIELD_LABELS = {
     "backers": "Backers",
     "requested_by": "Requested by",
     "decided_by": "Decided by",
+    "approvers": "Approved by",
 }
 REVIEW = "Review in AgentKey"
 DASHBOARD_NOTE = "Decisions are made in the AgentKey dashboard, behind sign-in and MFA."

@@ -31,11 +31,27 @@ class Event(models.TextChoices):
     ACCESS_APPROVED = "access.approved", "Access approved"
     ACCESS_DENIED = "access.denied", "Access denied"
     ACCESS_REVOKED = "access.revoked", "Access revoked"
+    ACCESS_APPROVAL_RECORDED = "access.approval_recorded", "Approval recorded (quorum not yet reached)"
+    ACCESS_QUORUM_EXPIRED = "access.quorum_expired", "Approvals expired before the quorum"
+    AGENT_OWNER_DEPARTED = "agent.owner_departed", "An agent's owner left (agent suspended or reassigned)"
+    AGENT_VALIDITY_ENDED = "agent.validity_ended", "An agent's validity ended (agent suspended)"
+    ACCESS_REVIEW_DUE = "access.review_due", "Access due for review"
+    ACCESS_REVIEW_EXPIRED = "access.review_expired", "Access revoked: not recertified in time"
+    ALERT_RAISED = "alert.raised", "Anomaly alert (unusual agent behaviour or a canary tool)"
     #: Sent from the "Send test notification" button only; nobody subscribes to it.
     TEST = "notification.test", "Test notification"
 
 
-DEFAULT_EVENTS = [Event.ACCESS_REQUESTED, Event.TOOL_SUGGESTED, Event.GUIDE_SUGGESTED]
+DEFAULT_EVENTS = [
+    Event.ACCESS_REQUESTED,
+    Event.TOOL_SUGGESTED,
+    Event.GUIDE_SUGGESTED,
+    Event.AGENT_OWNER_DEPARTED,
+    Event.AGENT_VALIDITY_ENDED,
+    Event.ACCESS_REVIEW_DUE,
+    Event.ACCESS_REVIEW_EXPIRED,
+    Event.ALERT_RAISED,
+]
 #: The events a channel or the email setting can choose.
 SUBSCRIBABLE_EVENTS = [event for event in Event if event is not Event.TEST]
 SUBSCRIBABLE_CHOICES = [(event.value, event.label) for event in SUBSCRIBABLE_EVENTS]

@@ -45,6 +45,11 @@ def make_member(org: Organization, role: Role, user: User | None = None) -> Memb
 
 
 def make_agent(org: Organization, name: str | None = None, **kwargs: Any) -> IssuedAgent:
+    """An agent made by the operator. Once the organization has members an agent needs a human
+    owner, so unless one is given it is the longest-standing member (as an operator would pick)."""
+    if "owner" not in kwargs:
+        first = Membership.objects.filter(org=org).select_related("user").order_by("created_at", "id").first()
+        kwargs["owner"] = first.user if first is not None else None
     return agent_create(org=org, name=name or f"agent-{secrets.token_hex(3)}", actor=OPERATOR, **kwargs)
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
@@ -19,7 +21,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.console import console_view, membership_required, report
-from accounts.models import Agent
+from accounts.lifecycle import agent_set_owner, agent_set_valid_until
+from accounts.models import Agent, User
 from accounts.permissions import Capability
 from accounts.selectors import agents_for_org
 from accounts.services import agent_create, agent_key_rotate, agent_reactivate, agent_suspend
@@ -42,6 +45,54 @@ class AgentForm(forms.Form):
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="What it does, for approvers.",
+    )
+
+    def __init__(self, *args: Any, org_id: uuid.UUID, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Optional: without a choice the person creating the agent owns it.
+        self.fields["owner"] = owner_field(org_id, required=False)
+        self.fields["valid_until"] = valid_until_field()
+
+
+class OwnerForm(forms.Form):
+    def __init__(self, *args: Any, org_id: uuid.UUID, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["owner"] = owner_field(org_id)
+
+
+class ValidityForm(forms.Form):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["valid_until"] = valid_until_field()
+
+
+def _members(org_id: uuid.UUID) -> QuerySet[User]:
+    return User.objects.filter(memberships__org_id=org_id).order_by("email")
+
+
+class OwnerChoice(forms.ModelChoiceField):  # type: ignore[type-arg]
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.email)
+
+
+def owner_field(org_id: uuid.UUID, *, required: bool = True) -> OwnerChoice:
+    return OwnerChoice(
+        queryset=_members(org_id),
+        required=required,
+        empty_label=None,
+        label="Owner",
+        help_text="The member accountable for this agent. If they leave the organization, the agent "
+        "is suspended or reassigned (the organization's policy on the Members page).",
+    )
+
+
+def valid_until_field() -> forms.DateTimeField:
+    return forms.DateTimeField(
+        required=False,
+        label="Valid until (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Optional. After this moment its keys are refused and it is suspended. "
+        "Leave empty for no end.",
     )
 
 
@@ -90,7 +141,11 @@ def key_page(
 def agent_create_view(request: HttpRequest) -> HttpResponse:
     """Create an agent; its key is shown on this response only (never stored, never in a message)."""
     membership = membership_required(request)
-    form = AgentForm(request.POST if request.method == "POST" else None)
+    form = AgentForm(
+        request.POST if request.method == "POST" else None,
+        org_id=membership.org_id,
+        initial={"owner": membership.user_id},
+    )
     if request.method == "POST" and form.is_valid():
         try:
             issued = agent_create(
@@ -98,6 +153,8 @@ def agent_create_view(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
                 actor=membership,
+                owner=form.cleaned_data["owner"],
+                valid_until=form.cleaned_data["valid_until"],
             )
         except DomainError as exc:
             report(request, exc)
@@ -163,8 +220,52 @@ def agent_reactivate_view(request: HttpRequest, agent_id: uuid.UUID) -> HttpResp
     return redirect("console:agent", agent_id=agent.id)
 
 
+@console_view(Capability.MANAGE_AGENTS)
+@require_POST
+def agent_owner_view(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    agent = _agent(request, agent_id)
+    form = OwnerForm(request.POST, org_id=membership.org_id)
+    if not form.is_valid():
+        messages.error(request, "Choose the new owner among the organization's members.")
+        return redirect("console:agent", agent_id=agent.id)
+    try:
+        agent_set_owner(agent=agent, owner=form.cleaned_data["owner"], actor=membership)
+    except DomainError as exc:
+        report(request, exc)
+    else:
+        messages.success(request, f"{form.cleaned_data['owner'].email} now owns {agent.name}.")
+    return redirect("console:agent", agent_id=agent.id)
+
+
+@console_view(Capability.MANAGE_AGENTS)
+@require_POST
+def agent_valid_until_view(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    agent = _agent(request, agent_id)
+    form = ValidityForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter a date and time (UTC) such as 2030-01-31 18:00, or leave it empty.")
+        return redirect("console:agent", agent_id=agent.id)
+    valid_until = None if "clear" in request.POST else form.cleaned_data["valid_until"]
+    try:
+        agent_set_valid_until(agent=agent, valid_until=valid_until, actor=membership)
+    except DomainError as exc:
+        report(request, exc)
+    else:
+        messages.success(
+            request,
+            f"{agent.name} is valid until {valid_until:%Y-%m-%d %H:%M} UTC."
+            if valid_until
+            else f"{agent.name} has no end of validity now.",
+        )
+    return redirect("console:agent", agent_id=agent.id)
+
+
 urlpatterns = [
     path("agents/new", agent_create_view, name="agent_create"),
+    path("agents/<uuid:agent_id>/owner", agent_owner_view, name="agent_owner"),
+    path("agents/<uuid:agent_id>/valid-until", agent_valid_until_view, name="agent_valid_until"),
     path("agents/<uuid:agent_id>/rotate-key", agent_rotate_view, name="agent_rotate"),
     path("agents/<uuid:agent_id>/suspend", agent_suspend_view, name="agent_suspend"),
     path("agents/<uuid:agent_id>/reactivate", agent_reactivate_view, name="agent_reactivate"),

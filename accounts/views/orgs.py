@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 
 from django import forms
@@ -21,15 +22,15 @@ from accounts.console import (
     signed_in,
     switch_organization,
 )
+from accounts.lifecycle import org_set_lifecycle_policy
 from accounts.members import (
     invitation_accept,
     invitation_by_token,
     invitation_create,
     invitation_revoke,
     membership_change_role,
-    membership_remove,
 )
-from accounts.models import Invitation, Membership, Role
+from accounts.models import Invitation, Membership, OwnerDeparture, Role
 from accounts.permissions import Capability
 from accounts.services import org_create, org_set_max_grant_duration
 from agentkey.core.durations import human_duration
@@ -73,6 +74,46 @@ class AccessPolicyForm(forms.Form):
         help_text="Approvals, direct assignments and extensions never go beyond it, and no expiry is "
         "not offered while it is set. Access already granted keeps its expiry.",
     )
+
+
+# Access-review choices offered in the console ("" is off) and grace periods.
+REVIEW_AFTER: dict[str, tuple[timedelta | None, str]] = {
+    "": (None, "Off"),
+    "30d": (timedelta(days=30), "30 days"),
+    "90d": (timedelta(days=90), "90 days"),
+    "180d": (timedelta(days=180), "180 days"),
+    "365d": (timedelta(days=365), "365 days"),
+}
+REVIEW_GRACE: dict[str, tuple[timedelta, str]] = {
+    "1d": (timedelta(days=1), "1 day"),
+    "7d": (timedelta(days=7), "7 days"),
+    "14d": (timedelta(days=14), "14 days"),
+    "30d": (timedelta(days=30), "30 days"),
+}
+
+
+class LifecyclePolicyForm(forms.Form):
+    owner_departure = forms.ChoiceField(
+        label="When an agent's owner leaves the organization",
+        choices=OwnerDeparture.choices,
+        help_text="Reassign gives the agent to the person removing the owner (if an owner or admin), "
+        "otherwise to the longest-standing owner.",
+    )
+    access_review_after = forms.ChoiceField(
+        required=False,
+        label="Review access older than",
+        choices=[(key, label) for key, (_, label) in REVIEW_AFTER.items()],
+        help_text="Approved access not approved or recertified for this long enters the review queue.",
+    )
+    access_review_grace = forms.ChoiceField(
+        label="Revoke unreviewed access after",
+        choices=[(key, label) for key, (_, label) in REVIEW_GRACE.items()],
+        help_text="Access nobody recertifies within this time after its review opened is revoked.",
+    )
+
+
+def _choice_key(choices: Mapping[str, tuple[timedelta | None, str]], value: timedelta | None) -> str | None:
+    return next((key for key, (duration, _) in choices.items() if duration == value), None)
 
 
 def _policy_key(value: timedelta | None) -> str | None:
@@ -135,6 +176,13 @@ def members_view(request: HttpRequest) -> HttpResponse:
             "policy_form": AccessPolicyForm(
                 initial={"max_grant_duration": _policy_key(membership.org.max_grant_duration)}
             ),
+            "lifecycle_form": LifecyclePolicyForm(
+                initial={
+                    "owner_departure": membership.org.owner_departure,
+                    "access_review_after": _choice_key(REVIEW_AFTER, membership.org.access_review_after),
+                    "access_review_grace": _choice_key(REVIEW_GRACE, membership.org.access_review_grace),
+                }
+            ),
             "max_grant_duration": membership.org.max_grant_duration,
             "max_grant_duration_label": human_duration(membership.org.max_grant_duration)
             if membership.org.max_grant_duration
@@ -164,6 +212,32 @@ def org_settings_view(request: HttpRequest) -> HttpResponse:
             if value is not None
             else f"Access in {membership.org.name} has no maximum duration now.",
         )
+    return redirect("console:members")
+
+
+@console_view(Capability.MANAGE_ORG)
+@require_POST
+def org_lifecycle_view(request: HttpRequest) -> HttpResponse:
+    """Owner departure and access reviews (owners and admins); the service audits each change."""
+    membership = membership_required(request)
+    form = LifecyclePolicyForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request, "Choose the owner-departure policy, review age and grace period from the lists."
+        )
+        return redirect("console:members")
+    try:
+        org = org_set_lifecycle_policy(
+            org=membership.org,
+            actor=membership,
+            owner_departure=form.cleaned_data["owner_departure"],
+            access_review_after=REVIEW_AFTER[form.cleaned_data["access_review_after"]][0],
+            access_review_grace=REVIEW_GRACE[form.cleaned_data["access_review_grace"]][0],
+        )
+    except DomainError as exc:
+        report(request, exc)
+    else:
+        messages.success(request, f"Agent lifecycle and access reviews saved for {org.name}.")
     return redirect("console:members")
 
 
@@ -219,23 +293,8 @@ def member_role_view(request: HttpRequest, member_id: int) -> HttpResponse:
     return redirect("console:members")
 
 
-@console_view()
-@require_POST
-def member_remove_view(request: HttpRequest, member_id: int) -> HttpResponse:
-    membership = membership_required(request)
-    target = get_object_or_404(Membership.objects.select_related("user"), id=member_id, org=membership.org)
-    leaving = target.pk == membership.pk
-    try:
-        membership_remove(membership=target, actor=membership)
-    except DomainError as exc:
-        report(request, exc)
-        return redirect("console:members")
-    if leaving:
-        request.session.pop("agentkey_org", None)
-        messages.success(request, f"You left {membership.org.name}.")
-        return redirect("console:home")
-    messages.success(request, f"{target.user.email} was removed.")
-    return redirect("console:members")
+# Removing a member (and leaving) is ``grants.views.members``: it also suspends or reassigns
+# the agents the person owned and notifies, which needs the layers above accounts.
 
 
 def invitation_view(request: HttpRequest, token: str) -> HttpResponse:
@@ -267,10 +326,10 @@ urlpatterns = [
     path("orgs/new", org_create_view, name="org_create"),
     path("orgs/switch", org_switch_view, name="org_switch"),
     path("orgs/settings", org_settings_view, name="org_settings"),
+    path("orgs/settings/lifecycle", org_lifecycle_view, name="org_lifecycle"),
     path("members/", members_view, name="members"),
     path("members/invite", member_invite_view, name="member_invite"),
     path("members/<int:member_id>/role", member_role_view, name="member_role"),
-    path("members/<int:member_id>/remove", member_remove_view, name="member_remove"),
     path("members/invitations/<uuid:invitation_id>/revoke", invitation_revoke_view, name="invitation_revoke"),
     path("invitations/<str:token>/", invitation_view, name="invitation"),
 ]

@@ -34,8 +34,9 @@ from django.db import close_old_connections
 from mcp.server.transport_security import TransportSecuritySettings
 
 from accounts.api import BROWSER_ORIGIN_REFUSED
+from accounts.authfailures import agent_authenticate_counted
 from accounts.models import Agent
-from accounts.services import MISSING_BEARER, agent_authenticate
+from accounts.services import MISSING_BEARER
 from agentkey.core import context, errors, ratelimit
 from agentkey.core.api import as_domain_error
 from agentkey.core.errors import DomainError, Message
@@ -150,7 +151,7 @@ class McpMount:
         presented = presented.strip()
         if scheme.lower() != "bearer" or not presented:
             raise errors.Unauthenticated(MISSING_BEARER)
-        agent, _key = agent_authenticate(token=presented)
+        agent, _key = agent_authenticate_counted(token=presented)
         # The SDK answers a wrong Content-Type in plain text; refuse it here in the REST shape.
         content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if request.method == "POST" and content_type != "application/json":

@@ -32,8 +32,7 @@ from agentkey.core import context, ratelimit
 from agentkey.core.api import as_domain_error
 from agentkey.core.errors import SERVER_ERROR, NotFound
 from agentkey.core.links import console_link
-from catalog.api import suggestion_submit
-from grants.api import access_request, credential_fetch, guide_suggestion, tool_list
+from grants.api import access_request, credential_fetch, guide_suggestion, suggestion_submit, tool_list
 
 logger = logging.getLogger("agentkey.mcp")
 

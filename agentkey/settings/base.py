@@ -282,8 +282,27 @@ AGENTKEY_NOTIFICATIONS_KEEP_DAYS = env_int("AGENTKEY_NOTIFICATIONS_KEEP_DAYS", 3
 AGENTKEY_ALLOW_LOOPBACK_URLS = env_bool("AGENTKEY_ALLOW_LOOPBACK_URLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
+# --- anomaly rules (grants.anomalies; docs/governance.md) -----------------------------------------
+# Vend rate: the last 60 minutes against the agent's own mean per active hour over the previous days.
+AGENTKEY_ANOMALY_JOB_SECONDS = env_int("AGENTKEY_ANOMALY_JOB_SECONDS", 60)
+AGENTKEY_ANOMALY_VEND_RATE_FLOOR = env_int("AGENTKEY_ANOMALY_VEND_RATE_FLOOR", 50)
+AGENTKEY_ANOMALY_VEND_RATE_FACTOR = env_int("AGENTKEY_ANOMALY_VEND_RATE_FACTOR", 10)
+AGENTKEY_ANOMALY_BASELINE_DAYS = env_int("AGENTKEY_ANOMALY_BASELINE_DAYS", 7)
+# Off hours: an hour of the day (UTC) with no vend in the lookback, for an agent with enough history.
+AGENTKEY_ANOMALY_OFF_HOURS_LOOKBACK_DAYS = env_int("AGENTKEY_ANOMALY_OFF_HOURS_LOOKBACK_DAYS", 14)
+AGENTKEY_ANOMALY_OFF_HOURS_MIN_HISTORY_DAYS = env_int("AGENTKEY_ANOMALY_OFF_HOURS_MIN_HISTORY_DAYS", 7)
+# Authentication failures (401/403) from one client address within a fixed window.
+AGENTKEY_ANOMALY_AUTH_FAILURES = env_int("AGENTKEY_ANOMALY_AUTH_FAILURES", 20)
+AGENTKEY_ANOMALY_AUTH_WINDOW_SECONDS = env_int("AGENTKEY_ANOMALY_AUTH_WINDOW_SECONDS", 300)
+# New tools: requests for this many distinct tools the agent never had, within the window.
+AGENTKEY_ANOMALY_NEW_TOOLS = env_int("AGENTKEY_ANOMALY_NEW_TOOLS", 5)
+AGENTKEY_ANOMALY_NEW_TOOLS_WINDOW_MINUTES = env_int("AGENTKEY_ANOMALY_NEW_TOOLS_WINDOW_MINUTES", 10)
+
 CELERY_BEAT_SCHEDULE = {
     "expire-due-grants": {"task": "grants.expire_due_grants", "schedule": 60.0},
+    "suspend-agents-past-validity": {"task": "grants.suspend_agents_past_validity", "schedule": 60.0},
+    "access-reviews": {"task": "grants.access_reviews", "schedule": 300.0},
+    "expire-stale-quorums": {"task": "grants.expire_stale_quorums", "schedule": 60.0},
     "seal-audit-checkpoints": {
         "task": "audit.seal_checkpoints",
         "schedule": float(AGENTKEY_AUDIT_SEAL_SECONDS),
@@ -292,6 +311,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.sweep_deliveries",
         "schedule": float(AGENTKEY_NOTIFICATIONS_SWEEP_SECONDS),
     },
+    "detect-anomalies": {"task": "grants.detect_anomalies", "schedule": float(AGENTKEY_ANOMALY_JOB_SECONDS)},
 }
 
 # --- AI setup-guide drafts (catalog.drafts) -------------------------------------------------------

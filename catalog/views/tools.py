@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from accounts.console import console_view, membership_required, report
 from accounts.permissions import Capability
 from agentkey.core.errors import DomainError
-from catalog.models import AccessMode, AuthType, CredentialMode, InjectAs, Tool
+from catalog.models import MAX_REQUIRED_APPROVALS, AccessMode, AuthType, CredentialMode, InjectAs, Tool
 from catalog.selectors import tools_for_org
 from catalog.services import KEEP, Keep, tool_rotate_credential, tool_update
 
@@ -145,6 +145,48 @@ class ProxyFields(forms.Form):
 PROXY_FIELDS = ("access_mode", "upstream_origin", "inject_as", "inject_name", "inject_template")
 
 
+# --- approvals (N-of-M, separation of duties: docs/governance.md) -----------------------------------
+
+
+class ApprovalFields(forms.Form):
+    """How many distinct people must approve access, and who may not. The database refuses 0."""
+
+    required_approvals = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_REQUIRED_APPROVALS,
+        initial=1,
+        label="Approvals required",
+        help_text=f"Distinct people who must approve each request (1 to {MAX_REQUIRED_APPROVALS}). "
+        "Access opens only once that many have approved.",
+        error_messages={
+            "min_value": "At least 1: access is never open without an approval.",
+            "max_value": f"At most {MAX_REQUIRED_APPROVALS} approvers.",
+        },
+        widget=forms.NumberInput(attrs={"min": 1, "max": MAX_REQUIRED_APPROVALS}),
+    )
+    separation_of_duties = forms.BooleanField(
+        required=False,
+        label="Separation of duties",
+        help_text="Neither the agent's creator or owner nor this tool's owner may approve access to it.",
+    )
+    #: Set by the template, so an unticked box (absent from the POST) is told from a form without it.
+    approval_fields = forms.CharField(required=False, widget=forms.HiddenInput, initial="1")
+
+    def approval_values(self) -> dict[str, Any]:
+        """The approval fields that were posted: one left out keeps its default (create) or stored value (edit)."""
+        data, values = self.cleaned_data, {}
+        if data.get("required_approvals") is not None:
+            values["required_approvals"] = data["required_approvals"]
+        if data.get("approval_fields"):
+            values["separation_of_duties"] = data["separation_of_duties"]
+        return values
+
+
+def approval_initial(tool: Tool) -> dict[str, Any]:
+    return {"required_approvals": tool.required_approvals, "separation_of_duties": tool.separation_of_duties}
+
+
 def proxy_initial(tool: Tool) -> dict[str, str]:
     return {name: getattr(tool, name) for name in PROXY_FIELDS}
 
@@ -163,12 +205,18 @@ def show_refusal(request: HttpRequest, form: forms.Form, exc: DomainError) -> No
 # --- edit ------------------------------------------------------------------------------------------
 
 
-class ToolEditForm(ProxyFields):
+class ToolEditForm(ApprovalFields, ProxyFields):
     name = forms.CharField(max_length=120)
     url = forms.CharField(required=False, max_length=500, label="Website URL")
     description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
     auth_type = forms.ChoiceField(choices=AuthType.choices, label="Credential type")
     credential_expires_on = ExpiryField()
+    is_canary = forms.BooleanField(
+        required=False,
+        label="Canary tool (a decoy)",
+        help_text="No agent should ever ask for it: any request or suggestion for it raises a high alert "
+        "(a sign of prompt injection). Agents see an ordinary tool; it can never be approved.",
+    )
 
 
 def managed_tool(request: HttpRequest, tool_id: uuid.UUID) -> Tool:
@@ -187,11 +235,14 @@ def tool_edit_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
         "description": tool.description,
         "auth_type": tool.auth_type,
         "credential_expires_on": expiry_initial(tool.credential_expires_at),
+        "is_canary": tool.is_canary,
         **proxy_initial(tool),
+        **approval_initial(tool),
     }
     form = ToolEditForm(request.POST if request.method == "POST" else None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        changes: dict[str, Any] = {**form.proxy_values(), **form.approval_values()}
         try:
             tool_update(
                 tool=tool,
@@ -203,7 +254,8 @@ def tool_edit_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
                 credential_expires_at=expiry_change(
                     data["credential_expires_on"], tool.credential_expires_at
                 ),
-                **form.proxy_values(),
+                is_canary=data["is_canary"],
+                **changes,
             )
         except DomainError as exc:
             show_refusal(request, form, exc)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from accounts.console import console_view, membership_required
 from accounts.models import Agent, AgentKey
 from accounts.selectors import agents_for_org
-from accounts.views.agents import RotateForm
+from accounts.views.agents import OwnerForm, RotateForm, ValidityForm
 from audit.models import AuditEvent
 from grants.models import AccessGrant, GrantStatus
 from grants.selectors import grants_for_org
@@ -99,7 +99,7 @@ def _key_state(key: AgentKey, now: datetime) -> str:
 @console_view()
 def agent_view(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
     org_id = membership_required(request).org_id
-    agent = get_object_or_404(agents_for_org(org_id).select_related("created_by"), id=agent_id)
+    agent = get_object_or_404(agents_for_org(org_id).select_related("created_by", "owner"), id=agent_id)
     now = timezone.now()
     # Only what the page shows: the key hash never leaves the database.
     keys = (
@@ -120,6 +120,9 @@ def agent_view(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
             "events": list(events),
             "activity_rows": ACTIVITY_ROWS,
             "rotate_form": RotateForm(auto_id="rotate-%s"),
+            "owner_form": OwnerForm(auto_id="owner-%s", org_id=org_id, initial={"owner": agent.owner_id}),
+            "validity_form": ValidityForm(auto_id="validity-%s", initial={"valid_until": agent.valid_until}),
+            "validity_ended": agent.valid_until is not None and agent.valid_until <= now,
         },
     )
 

@@ -20,7 +20,7 @@ from accounts.permissions import Capability
 from agentkey.core.durations import human_duration
 from agentkey.core.errors import CryptoError, DomainError, FieldError, Message, ValidationFailed
 from catalog.models import CredentialMode
-from grants.models import AccessGrant
+from grants.models import AccessGrant, GrantStatus
 from grants.selectors import grants_for_org
 from grants.services import AS_REQUESTED as REQUESTED_DURATION
 from grants.services import (
@@ -79,8 +79,9 @@ def _expiry(choice: str, grant: AccessGrant, now: datetime) -> tuple[datetime | 
 
 
 def _grant_item(request: HttpRequest, grant: AccessGrant, error: str) -> HttpResponse:
-    limit = membership_required(request).org.max_grant_duration
-    return render(request, "console/inbox/_grant.html", {"r": PendingRequest(grant, limit), "error": error})
+    membership = membership_required(request)
+    item = PendingRequest(grant, membership.org.max_grant_duration, membership.user_id)
+    return render(request, "console/inbox/_grant.html", {"r": item, "error": error})
 
 
 def _grant_lookup(request: HttpRequest, grant_id: uuid.UUID) -> AccessGrant:
@@ -98,7 +99,7 @@ def grant_approve_view(request: HttpRequest, grant_id: uuid.UUID) -> HttpRespons
     grant = _grant_lookup(request, grant_id)
     try:
         expires_at, span = _expiry(request.POST.get("duration", ""), grant, timezone.now())
-        grant_approve(
+        decided = grant_approve(
             grant=grant,
             reviewer=membership,
             expires_at=expires_at,
@@ -112,12 +113,31 @@ def grant_approve_view(request: HttpRequest, grant_id: uuid.UUID) -> HttpRespons
             title=_title(grant),
             item=lambda error: _grant_item(request, grant, error),
         )
+    if decided.status == GrantStatus.PENDING:
+        return settled(
+            request,
+            dom_id=f"grant-{grant.id}",
+            title=_title(grant),
+            outcome=_recorded(decided, span),
+            label="Approval recorded",
+        )
     return settled(
         request,
         dom_id=f"grant-{grant.id}",
         title=_title(grant),
         outcome=f"approved {span} by you.",
         label="Approved",
+    )
+
+
+def _recorded(grant: AccessGrant, span: str) -> str:
+    """What a partial approval did: the count, and who may still approve."""
+    item = PendingRequest(grant)
+    count, required = len(item.approvals), item.required
+    missing = required - count
+    return (
+        f"your approval ({span}) is recorded: {count} of {required} approvals. "
+        f"Access opens after {missing} more approval{'s' if missing > 1 else ''} by other people."
     )
 
 
@@ -176,7 +196,10 @@ def grant_approve_bulk_view(request: HttpRequest) -> HttpResponse:
             .select_related("agent", "tool")
             .order_by("requested_at", "id")
         )
-        approved, skipped, problems = [], [], []
+        approved: list[str] = []
+        recorded: list[str] = []
+        skipped: list[str] = []
+        problems: list[str] = []
         for grant in grants:
             if grant.tool.credential_mode == CredentialMode.PER_AGENT:
                 skipped.append(_title(grant))
@@ -188,12 +211,18 @@ def grant_approve_bulk_view(request: HttpRequest) -> HttpResponse:
                 chosen = DURATIONS[choice][0]
                 expires_at = timezone.now() + (min(chosen, asked) if asked is not None else chosen)
             try:
-                grant_approve(grant=grant, reviewer=membership, expires_at=expires_at)
+                decided = grant_approve(grant=grant, reviewer=membership, expires_at=expires_at)
             except DomainError as exc:
                 problems.append(f"{_title(grant)}: {exc.error}")
             else:
-                approved.append(_title(grant))
+                (recorded if decided.status == GrantStatus.PENDING else approved).append(_title(grant))
         _bulk_messages(request, choice, approved, skipped, problems, missing=len(ids) - len(grants))
+        if recorded:
+            messages.info(
+                request,
+                f"Your approval is recorded for {len(recorded)} request{'s' if len(recorded) > 1 else ''} "
+                f"that need{'' if len(recorded) > 1 else 's'} more approvers: {', '.join(recorded)}.",
+            )
     if is_htmx(request):
         return HttpResponseClientRedirect(back(request, "console:inbox").url)
     return back(request, "console:inbox")

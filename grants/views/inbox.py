@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from django.contrib import messages
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet, prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import path
@@ -37,7 +37,8 @@ from catalog.models import (
 )
 from catalog.selectors import guide_suggestions_for_org, pending_suggestions_for_org, tool_suggestions_for_org
 from catalog.services import guide_suggestion_accept, guide_suggestion_dismiss, tool_suggestion_dismiss
-from grants.models import AccessGrant
+from grants.models import AccessGrant, GrantApproval
+from grants.quorum import cycle_approvals, excluded_user_ids
 from grants.selectors import pending_grants_for_org, time_bound_grants_for_org
 from grants.services import grant_duration_limit
 
@@ -93,10 +94,56 @@ class PendingRequest:
 
     grant: AccessGrant
     limit: timedelta | None = None
+    #: The person looking at the inbox: whether they may approve (quorum, separation of duties).
+    viewer_id: int | None = None
 
     @property
     def per_agent(self) -> bool:
         return self.grant.tool.credential_mode == CredentialMode.PER_AGENT
+
+    # N-of-M approvals (grants.quorum): the service is the real check; the page only explains.
+
+    @property
+    def required(self) -> int:
+        return self.grant.tool.required_approvals
+
+    @property
+    def approvals(self) -> list[GrantApproval]:
+        """This request cycle's approvals (prefetched by ``pending_requests``)."""
+        if self.required == 1:
+            return []  # a pending one-approver request has none: its approval would have decided it
+        every = getattr(self.grant, "approval_list", None)
+        if every is None:
+            return cycle_approvals(self.grant)
+        return [a for a in every if a.cycle == self.grant.requested_at]
+
+    @property
+    def quorum_status(self) -> str:
+        """The count, such as "1 of 2 approvals — approved by X" (empty for a one-approver tool)."""
+        if self.required == 1:
+            return ""
+        approvals = self.approvals
+        text = f"{len(approvals)} of {self.required} approvals"
+        if approvals:
+            text += " — approved by " + ", ".join(a.approver_label for a in approvals)
+        return text
+
+    @property
+    def completes_quorum(self) -> bool:
+        """Whether an approval now would be the last one (it then carries a per-agent credential)."""
+        return len(self.approvals) + 1 >= self.required
+
+    @property
+    def cannot_approve(self) -> str:
+        """Why the viewer may not approve (empty when they may)."""
+        if self.viewer_id is None:
+            return ""
+        if any(a.approver_id == self.viewer_id for a in self.approvals):
+            return "You approved this request; it needs another person's approval."
+        why = excluded_user_ids(self.grant).get(self.viewer_id)
+        if why is not None:
+            return f"Separation of duties: as {why} you may not approve this; another approver must."
+        return ""
 
     @property
     def asked_for(self) -> str:
@@ -185,9 +232,18 @@ def _pending_guide_suggestions(org_id: uuid.UUID) -> QuerySet[GuideSuggestion]:
     return guide_suggestions_for_org(org_id).filter(status=SuggestionStatus.PENDING)
 
 
-def pending_requests(org_id: uuid.UUID, limit: timedelta | None = None) -> list[PendingRequest]:
-    grants = pending_grants_for_org(org_id).order_by("requested_at", "id")[:PAGE_LIMIT]
-    return [PendingRequest(grant, limit) for grant in grants]
+def pending_requests(
+    org_id: uuid.UUID, limit: timedelta | None = None, viewer_id: int | None = None
+) -> list[PendingRequest]:
+    grants = list(pending_grants_for_org(org_id).order_by("requested_at", "id")[:PAGE_LIMIT])
+    # One more query, and only when some request needs several approvers (N-of-M).
+    prefetch_related_objects(
+        [g for g in grants if g.tool.required_approvals > 1],
+        Prefetch(
+            "approvals", queryset=GrantApproval.objects.order_by("created_at", "id"), to_attr="approval_list"
+        ),
+    )
+    return [PendingRequest(grant, limit, viewer_id) for grant in grants]
 
 
 def time_bound(membership: Membership) -> list[TimeBound]:
@@ -251,7 +307,7 @@ def inbox_view(request: HttpRequest) -> HttpResponse:
         "console/inbox.html",
         {
             "section": "inbox",
-            "requests": pending_requests(org_id, limit),
+            "requests": pending_requests(org_id, limit, membership.user_id),
             "time_bound": time_bound(membership),
             "wanted_tools": wanted_tools(pending_suggestions_for_org(org_id)),
             "guide_proposals": guide_proposals(_pending_guide_suggestions(org_id)),

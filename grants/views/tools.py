@@ -35,6 +35,7 @@ from catalog.selectors import pending_suggestions_for_org, tools_for_org
 from catalog.views.guide import pending_guide_suggestions
 from catalog.views.tools import (
     MODE_SHORT,
+    ApprovalFields,
     Badge,
     ExpiryField,
     ProxyFields,
@@ -117,7 +118,7 @@ def tools_view(request: HttpRequest) -> HttpResponse:
 # --- create ----------------------------------------------------------------------------------------
 
 
-class ToolForm(ProxyFields):
+class ToolForm(ApprovalFields, ProxyFields):
     name = forms.CharField(max_length=120)
     url = forms.CharField(required=False, max_length=500, label="Website URL")
     description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
@@ -145,6 +146,12 @@ class ToolForm(ProxyFields):
         max_length=80,
         label="Config key",
         help_text="Optional stable key for catalog-as-code (a slug such as linear). Made from the name if empty.",
+    )
+    is_canary = forms.BooleanField(
+        required=False,
+        label="Canary tool (a decoy)",
+        help_text="No agent should ever ask for it: any request or suggestion for it raises a high alert "
+        "(a sign of prompt injection). Agents see an ordinary tool; it can never be approved.",
     )
 
     def clean(self) -> dict[str, Any]:
@@ -219,7 +226,9 @@ def tool_create_view(request: HttpRequest) -> HttpResponse:
                 usage_guide=data["usage_guide"],
                 config_key=data["config_key"],
                 credential_expires_at=day_start(data["credential_expires_on"]),
+                is_canary=data["is_canary"],
                 **form.proxy_values(),
+                **form.approval_values(),
             )
         except DomainError as exc:
             show_refusal(request, form, exc)

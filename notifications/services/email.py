@@ -30,6 +30,10 @@ EVENT_CAPABILITY: dict[str, Capability] = {
     Event.ACCESS_REVOKED: Capability.DECIDE_GRANTS,
     Event.TOOL_SUGGESTED: Capability.MANAGE_TOOLS,
     Event.GUIDE_SUGGESTED: Capability.MANAGE_TOOLS,
+    Event.AGENT_OWNER_DEPARTED: Capability.MANAGE_AGENTS,
+    Event.AGENT_VALIDITY_ENDED: Capability.MANAGE_AGENTS,
+    Event.ACCESS_REVIEW_DUE: Capability.DECIDE_GRANTS,
+    Event.ACCESS_REVIEW_EXPIRED: Capability.DECIDE_GRANTS,
 }
 
 

@@ -17,7 +17,8 @@ from accounts.models import Agent, AgentKey, Membership, Organization, Role, Use
 from audit.models import AuditEvent
 from catalog.models import GuideSuggestion, Tool, ToolSuggestion
 from catalog.services import tool_suggest
-from grants.models import AccessGrant
+from grants.anomalies import alert_raise
+from grants.models import AccessGrant, Alert, AlertRule, AlertSeverity
 from grants.services import grant_approve, grant_request, guide_suggest_as_agent
 from notifications.models import DEFAULT_EVENTS, Delivery, DeliveryStatus, Event, WebhookEndpoint
 from notifications.services import endpoint_create
@@ -216,5 +217,13 @@ def world(org, issued, tool, approver) -> dict[type[Model], Model]:
             attempts=8,
             last_status_code=500,
             last_error="The endpoint answered HTTP 500. Gave up after 8 attempts.",
+        ),
+        Alert: alert_raise(
+            rule=AlertRule.NEW_TOOLS_BURST,
+            severity=AlertSeverity.MEDIUM,
+            summary=f"{agent.name} asked for 5 tools it never had within 10 minutes",
+            window_start=grant.requested_at,
+            org=org,
+            agent=agent,
         ),
     }

@@ -23,7 +23,7 @@ from accounts.models import Agent, AgentKey, Membership, Organization, Role
 from audit.models import AuditEvent
 from catalog.models import GuideSuggestion, Tool, ToolSuggestion
 from catalog.services import tool_suggest
-from grants.models import AccessGrant
+from grants.models import AccessGrant, Alert
 from grants.services import grant_approve, grant_request, guide_suggest_as_agent
 from notifications.models import DEFAULT_EVENTS, Delivery, WebhookEndpoint
 from notifications.services import endpoint_create
@@ -36,6 +36,7 @@ REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 
 #: Rows only the services create (or nobody, for the audit log): their add page is refused.
 ADD_REFUSED = {
+    Alert,
     AuditEvent,
     Secret,
     AgentKey,
@@ -60,6 +61,7 @@ OWNER_CAN_LIST = {
     AccessGrant,
     WebhookEndpoint,
     Delivery,
+    Alert,
 }
 
 

@@ -61,6 +61,7 @@ SPECS: dict[str, Spec] = {
     "org_create": Spec("GET", capability=None),
     "org_switch": Spec("POST", capability=None),
     "org_settings": Spec("POST", Capability.MANAGE_ORG),
+    "org_lifecycle": Spec("POST", Capability.MANAGE_ORG),
     "members": Spec("GET"),
     "member_invite": Spec("POST", M),
     "member_role": Spec("POST", V, scoped=True, kwargs={"member_id": "member"}),
@@ -83,6 +84,11 @@ SPECS: dict[str, Spec] = {
     "agent_rotate": Spec("POST", A, scoped=True, kwargs=AGENT),
     "agent_suspend": Spec("POST", A, scoped=True, kwargs=AGENT),
     "agent_reactivate": Spec("POST", A, scoped=True, kwargs=AGENT),
+    "agent_owner": Spec("POST", A, scoped=True, kwargs=AGENT),
+    "agent_valid_until": Spec("POST", A, scoped=True, kwargs=AGENT),
+    "reviews": Spec("GET"),
+    "review_recertify": Spec("POST", D, scoped=True, kwargs={"grant_id": "approved"}),
+    "review_revoke": Spec("POST", D, scoped=True, kwargs={"grant_id": "approved"}),
     "tools": Spec("GET"),
     "tool_create": Spec("GET", T),
     "tool": Spec("GET", V, scoped=True, kwargs=TOOL),
@@ -99,6 +105,9 @@ SPECS: dict[str, Spec] = {
         "POST", T, scoped=True, kwargs={**TOOL, "suggestion_id": "guide_suggestion"}
     ),
     "audit": Spec("GET", R),
+    "alerts": Spec("GET"),
+    "alert_acknowledge": Spec("POST", D, scoped=True, kwargs={"alert_id": "alert"}),
+    "org_kill_switch": Spec("POST", Capability.MANAGE_ORG),
     "audit_export": Spec("GET", R),
     "notifications": Spec("GET"),
     "notification_create": Spec("GET", T),
@@ -206,10 +215,20 @@ def world(org, other_org, issued, tool, per_agent_tool, operator):
         "delivery": delivery.id,
         "draft": draft.id,
         "invitation": invitation.invitation.id,
+        "alert": canary_alert(org, agent).id,
         "token": invitation.token,
         "member": factories.make_member(org, Role.APPROVER).pk,
         "version": 1,
     }
+
+
+def canary_alert(org: Any, agent: Any) -> Any:
+    from grants.anomalies import canary_requested
+
+    decoy = factories.make_tool(org, "Decoy", is_canary=True)
+    alert = canary_requested(agent=agent, tool=decoy, via="request")
+    assert alert is not None
+    return alert
 
 
 def client_for(persona: str, world: dict[str, Any]) -> Client:

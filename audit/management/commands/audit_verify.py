@@ -26,16 +26,27 @@ class Command(OperatorCommand):
             default=None,
             help="Anchor copies to compare (default AGENTKEY_AUDIT_ANCHOR_FILE).",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="Processes verifying id ranges side by side (default: one per CPU for large logs).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         as_json = bool(options.get("json"))
         try:
+            if options["workers"] is not None and options["workers"] < 1:
+                raise OperatorError(
+                    "--workers must be at least 1.", "Leave it out to pick one per CPU.", exit_code=2
+                )
             org_id = self.parse_uuid(options["org"], "organization") if options["org"] else None
             started = time.monotonic()
             report = audit_verify(
                 org_id=org_id,
                 since_checkpoint=options["since_checkpoint"],
                 anchor_file=options["anchor_file"],
+                workers=options["workers"],
             )
             seconds = time.monotonic() - started
         except OperatorError as exc:

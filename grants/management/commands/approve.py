@@ -8,13 +8,15 @@ from django.utils import timezone
 from accounts.management.commands._common import operator
 from agentkey.core.cli import OperatorCommand
 from grants.management.commands._common import find_grant
+from grants.quorum import cycle_approvals
 from grants.services import AS_REQUESTED, grant_approve
 
 
 class Command(OperatorCommand):
     help = (
         "Approve a pending access request. Without --expires-in the agent's requested duration applies "
-        "(if any). Per-agent tools need --credential-stdin."
+        "(if any). Per-agent tools need --credential-stdin (with a quorum: on the approval that completes it). "
+        "A tool needing several approvers stays pending until enough distinct people approved."
     )
 
     def add_command_arguments(self, parser: ArgumentParser) -> None:
@@ -39,10 +41,15 @@ class Command(OperatorCommand):
             else (None if options["no_expiry"] else AS_REQUESTED),
             credential=credential,
         )
-        return {
+        out: dict[str, Any] = {
             "grant_id": str(grant.id),
             "status": grant.status,
             "agent": grant.agent.name,
             "tool": grant.tool.name,
             "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
         }
+        required = grant.tool.required_approvals
+        if required > 1:
+            # N-of-M: the request stays pending until enough distinct people approved.
+            out["approvals"] = f"{len(cycle_approvals(grant))} of {required}"
+        return out
