@@ -135,6 +135,10 @@ class TextField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
+        # The limit holds for the text as sent: CharField trims first, and str.strip() also
+        # drops characters (NBSP, other Unicode spaces) that the schema's maxLength counts.
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return str(super().to_internal_value(data))
 
 

@@ -176,6 +176,16 @@ def test_very_long_values_are_400_or_413(world, path, length):
     assert_documented(response)
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u2003", " "])
+def test_a_value_over_its_limit_is_refused_even_when_trimming_would_bring_it_under(world, space):
+    """Found by the fuzzer: a 501-character reason that starts with a no-break space was trimmed
+    to 500 before the length check, so text the schema forbids was accepted."""
+    body = {"name": "Trimmed Tool", "reason": space + "r" * 500}
+    response = send(world, "POST", "/api/tools/suggest", json.dumps(body).encode())
+    assert response.status_code == 400
+    assert_documented(response)
+
+
 @pytest.mark.parametrize(
     "value",
     [None, 12, 1.5, True, [], {}, ["a"], {"a": "b"}, "1\u017f", "\u0661h", "9" * 16, "0", "-1h", "1h" * 8],
