@@ -140,7 +140,7 @@ def instrument() -> None:
 
     import accounts.api
     import audit.signing
-    import grants.services
+    import grants.services.agents
     from agentkey.core import ratelimit
     from grants.api import CredentialApi
 
@@ -149,9 +149,9 @@ def instrument() -> None:
         if hasattr(module, "agent_authenticate"):
             wrap(module, "agent_authenticate", "authentication")
     wrap(ratelimit, "hit", "rate limit (2 tiers)")
-    wrap(grants.services, "_approved_grant", "grant lookup")
-    wrap(grants.services, "secret_reveal", "decrypt")
-    wrap(grants.services, "_audit_committed", "audit (sign + insert + commit)")
+    wrap(grants.services.agents, "_approved_grant", "grant lookup")
+    wrap(grants.services.agents, "secret_reveal", "decrypt")
+    wrap(grants.services.agents, "_audit_committed", "audit (sign + insert + commit)")
     wrap(audit.signing, "sign_event", "audit sign")
     wrap(JSONRenderer, "render", "serialization (JSON render)")
     wrap(CredentialApi, "dispatch", "view (DRF dispatch)")

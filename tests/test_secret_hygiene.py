@@ -7,7 +7,7 @@ import logging
 import pytest
 from django.test import Client
 
-import grants.services
+import grants.services.agents
 from agentkey.core.logging import RedactSecretsFilter, redact
 from grants.services import grant_assign
 from tests.support.secret_watch import WATCH, SecretWatch
@@ -51,7 +51,7 @@ def test_an_unexpected_bug_is_a_json_500_without_the_secret(api, agent, tool, op
     def broken(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(grants.services, "secret_reveal", broken)
+    monkeypatch.setattr(grants.services.agents, "secret_reveal", broken)
     client = Client(raise_request_exception=False)
     response = client.get(f"/api/tools/{tool.id}/credentials", headers={"Authorization": f"Bearer {api.key}"})
     assert response.status_code == 500

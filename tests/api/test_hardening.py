@@ -33,7 +33,9 @@ def test_an_internationalized_url_too_long_once_encoded_is_a_400(api):
 
 def test_long_non_latin_guide_suggestions_are_stored_and_merged(org, api, agent, tool, operator):
     grant_assign(agent=agent, tool=tool, actor=operator)
-    text = "项目的密钥是平台" * 250  # 2,000 characters (6,000 bytes of UTF-8), no ASCII letters
+    # 1,998 characters (about 6,000 bytes of UTF-8), no ASCII letters; with the two spaces the
+    # second one is exactly at the 2,000-character limit, which holds for the text as sent.
+    text = ("项目的密钥是平台" * 250)[:-2]
 
     def suggest(learned: str):
         body = json.dumps({"learned": learned, "why": "Saves the next agent an hour."}, ensure_ascii=False)

@@ -187,13 +187,13 @@ def test_a_blank_per_agent_credential_is_refused(
 def test_a_credential_store_failure_is_a_message_not_an_error_page(
     owner_console, per_agent_tool, make_request, audit_log, monkeypatch
 ):
-    import grants.services
+    import grants.services.decisions
     from agentkey.core.errors import CryptoError
 
     def broken(**_: object) -> None:
         raise CryptoError("no usable master key")
 
-    monkeypatch.setattr(grants.services, "secret_create", broken)
+    monkeypatch.setattr(grants.services.decisions, "secret_create", broken)
     grant = make_request(per_agent_tool)
     audit_log.mark()
     credential = factories.new_credential("ghp")
