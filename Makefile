@@ -7,6 +7,7 @@ PORT   ?= 8000
 WORKERS ?= 4
 THREADS ?= 4
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint serve worker beat migrate bench clean help
 
@@ -42,7 +43,10 @@ test: $(VENV)/.installed-test
 	$(PY) bin/check-services
 	bin/ensure-chromium
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@# Two workers (own test database and Redis database each), then the fault tests alone:
+	@# they stop PostgreSQL and Redis, which would break whatever runs beside them.
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not fault" $(PYTEST_ARGS)
+	$(PY) -m pytest -m fault $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
