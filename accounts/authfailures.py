@@ -25,7 +25,7 @@ from accounts import keys
 from accounts.models import Agent, AgentKey
 from accounts.services import agent_authenticate
 from agentkey.core import context
-from agentkey.core.errors import Forbidden, Unauthenticated
+from agentkey.core.errors import Unauthenticated
 
 logger = logging.getLogger("agentkey.anomalies")
 
@@ -80,7 +80,10 @@ def agent_authenticate_counted(*, token: str) -> tuple[Agent, AgentKey]:
     """:func:`accounts.services.agent_authenticate`, counting refusals for the anomaly rule."""
     try:
         return agent_authenticate(token=token)
-    except (Unauthenticated, Forbidden):
+    except Unauthenticated:
+        # Only keys that are refused count. A suspended or expired agent's own key (403) is
+        # audited once a minute by agent_authenticate; counting it would raise a new alert
+        # every window for as long as a suspended agent keeps retrying.
         auth_failure_note(token=token)
         raise
 

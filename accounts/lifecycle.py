@@ -210,7 +210,7 @@ def _successor(org_id: uuid.UUID, departing: User, actor: HumanActor) -> User | 
         return actor.user
     owner = (
         Membership.objects.select_related("user")
-        .filter(org_id=org_id, role=Role.OWNER)
+        .filter(org_id=org_id, role=Role.OWNER, user__is_active=True)
         .exclude(user=departing)
         .order_by("created_at", "id")
         .first()

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,12 +319,13 @@ def audit_verify(
     if org_id is not None:
         # Event problems of other organizations are left out; deletions (whose organization
         # is gone with the row) and checkpoint problems concern everyone.
+        # Organizations are known only for the listed problems: when the list was cut at
+        # MAX_LISTED, the counts stay those of the whole log (fail closed, never a false "ok").
         wanted = str(org_id)
-        kept = [p for p in report.problems if p.org_id in (None, wanted)]
-        report.counts.clear()
-        report.problems = []
-        for problem in kept:
-            report.add(problem)
+        truncated = sum(report.counts.values()) > len(report.problems)
+        report.problems = [p for p in report.problems if p.org_id in (None, wanted)]
+        if not truncated:
+            report.counts = Counter(p.kind for p in report.problems)
     return report
 
 

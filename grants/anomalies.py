@@ -278,6 +278,13 @@ def _vend_rate(now: datetime, recent: dict[uuid.UUID, tuple[uuid.UUID, int]]) ->
     factor = settings.AGENTKEY_ANOMALY_VEND_RATE_FACTOR
     days = settings.AGENTKEY_ANOMALY_BASELINE_DAYS
     busy = {agent_id: (org_id, n) for agent_id, (org_id, n) in recent.items() if n >= floor}
+    # This hour's alert is raised once: agents that have it need no baseline scan every minute.
+    alerted = set(
+        Alert.objects.filter(
+            rule=AlertRule.VEND_RATE, window_start=_hour(now), agent_id__in=busy
+        ).values_list("agent_id", flat=True)
+    )
+    busy = {agent_id: seen for agent_id, seen in busy.items() if agent_id not in alerted}
     agents = _agents(set(busy))
     raised = 0
     for agent_id, (org_id, count) in busy.items():

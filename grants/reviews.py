@@ -23,8 +23,9 @@ from agentkey.core.errors import Conflict, Message
 from agentkey.core.links import console_link
 from audit.models import Action
 from audit.services import SystemActor, audit_record
+from grants import quorum
 from grants.models import AccessGrant, GrantStatus
-from grants.services import _detach_secret, _save_dropping, grant_revoke
+from grants.services import end_access, grant_revoke
 from notifications.models import Event
 from notifications.services import notify
 
@@ -77,13 +78,7 @@ def _expire_overdue(org: Organization, now: datetime) -> int:
         )
         for grant in overdue:
             opened = grant.review_requested_at
-            old_secret = _detach_secret(grant)
-            grant.status = GrantStatus.REVOKED
-            grant.review_requested_at = None
-            grant.decided_by = None
-            grant.decided_by_label = REVIEW_JOB.label
-            grant.decided_at = now
-            _save_dropping(grant, old_secret)
+            end_access(grant, decided_by=None, label=REVIEW_JOB.label, now=now)
             audit_record(
                 action=Action.GRANT_REVIEW_EXPIRED,
                 actor=REVIEW_JOB,
@@ -192,6 +187,8 @@ def grant_recertify(*, grant: AccessGrant, reviewer: HumanActor) -> AccessGrant:
         opened = locked.review_requested_at
         if opened is None:
             raise Conflict(NOT_UNDER_REVIEW)
+        # Keeping access is a decision like approving it: separation of duties applies.
+        quorum.check_separation(grant=locked, approver=quorum.Approver.of(reviewer))
         locked.certified_at = now
         locked.review_requested_at = None
         locked.save(update_fields=["certified_at", "review_requested_at", "updated_at"])
@@ -205,8 +202,17 @@ def grant_recertify(*, grant: AccessGrant, reviewer: HumanActor) -> AccessGrant:
 
 
 def grant_review_revoke(*, grant: AccessGrant, reviewer: HumanActor) -> AccessGrant:
-    """Revoke access from the review queue: the usual revoke, with the reason "not recertified"."""
-    return grant_revoke(grant=grant, actor=reviewer, reason=NOT_RECERTIFIED)
+    """Revoke access from the review queue: the usual revoke, with the reason "not recertified".
+
+    The review must still be open (row locked): a stale queue page cannot revoke access that
+    someone has just recertified.
+    """
+    require(reviewer, Capability.DECIDE_GRANTS, grant.org_id)
+    with transaction.atomic():
+        locked = AccessGrant.objects.select_for_update(of=("self",)).get(pk=grant.pk)
+        if locked.review_requested_at is None:
+            raise Conflict(NOT_UNDER_REVIEW)
+        return grant_revoke(grant=locked, actor=reviewer, reason=NOT_RECERTIFIED)
 
 
 def review_deadline(grant: AccessGrant) -> datetime | None:

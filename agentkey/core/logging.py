@@ -36,6 +36,19 @@ def redact(text: str) -> str:
     return _LABELLED.sub(r"\1[REDACTED]", text)
 
 
+def _safe_arg(arg: object) -> object:
+    """A path ("Not Found: %s") or a request line (runserver's '"GET /path HTTP/1.1" 404'), sanitized."""
+    if not isinstance(arg, str):
+        return arg
+    if arg.startswith("/"):
+        return safe_path(arg)
+    method, _, rest = arg.partition(" ")
+    target, _, protocol = rest.rpartition(" ")
+    if method.isalpha() and method.isupper() and target.startswith("/") and protocol.startswith("HTTP/"):
+        return f"{method} {safe_path(target)} {protocol}"
+    return arg
+
+
 # Django's loggers that put the request path into the message ("Not Found: %s").
 _PATH_LOGGERS = frozenset({"django.request", "django.server", "django.security.csrf"})
 
@@ -43,9 +56,7 @@ _PATH_LOGGERS = frozenset({"django.request", "django.server", "django.security.c
 class RedactSecretsFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name in _PATH_LOGGERS and isinstance(record.args, tuple):
-            record.args = tuple(
-                safe_path(arg) if isinstance(arg, str) and arg.startswith("/") else arg for arg in record.args
-            )
+            record.args = tuple(_safe_arg(arg) for arg in record.args)
         message = record.getMessage()
         cleaned = redact(message)
         if record.exc_info and record.exc_info[1] is not None:

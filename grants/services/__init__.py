@@ -55,6 +55,7 @@ from grants.services.common import (
     _hint_for,
     _save_dropping,
     check_duration,
+    end_access,
     grant_duration_limit,
 )
 from grants.services.decisions import (
@@ -131,6 +132,7 @@ __all__ = [
     "credential_proxied_record",
     "credential_proxy_open",
     "credential_vend",
+    "end_access",
     "grant_approve",
     "grant_assign",
     "grant_deny",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from accounts.models import GRANT_DURATION_MAX, GRANT_DURATION_MIN, Agent, Organization
+from accounts.models import GRANT_DURATION_MAX, GRANT_DURATION_MIN, Agent, Organization, User
 from accounts.permissions import HumanActor
 from agentkey.core.durations import format_duration, human_duration
 from agentkey.core.errors import FieldError, Message, ValidationFailed
@@ -196,3 +196,13 @@ def _save_dropping(grant: AccessGrant, old_secret: Secret | None) -> None:
     grant.save()
     if old_secret is not None:
         secret_delete(secret=old_secret)
+
+
+def end_access(grant: AccessGrant, *, decided_by: User | None, label: str, now: datetime) -> None:
+    """Revoke approved access on a locked row: who decided, no open review any more, and the
+    per-agent credential deleted. The caller writes the audit event."""
+    old_secret = _detach_secret(grant)
+    grant.status = GrantStatus.REVOKED
+    grant.review_requested_at = None
+    grant.decided_by, grant.decided_by_label, grant.decided_at = decided_by, label, now
+    _save_dropping(grant, old_secret)

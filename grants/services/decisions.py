@@ -41,6 +41,7 @@ from grants.services.common import (
     _detach_secret,
     _expiry_label,
     _save_dropping,
+    end_access,
     grant_duration_limit,
 )
 from notifications.models import Event
@@ -277,10 +278,7 @@ def grant_revoke(*, grant: AccessGrant, actor: HumanActor, reason: str = "") -> 
         if locked.status != GrantStatus.APPROVED:
             raise Conflict(GRANT_NOT_APPROVED.format(status=locked.status))
         was = locked.effective_status(now)
-        old_secret = _detach_secret(locked)
-        locked.status = GrantStatus.REVOKED
-        _decided(locked, actor, now)
-        _save_dropping(locked, old_secret)
+        end_access(locked, decided_by=acting_user(actor), label=actor.audit_actor().label, now=now)
         audit_record(
             action=Action.GRANT_REVOKED,
             actor=actor,

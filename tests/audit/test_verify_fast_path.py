@@ -124,7 +124,7 @@ def test_concurrent_writers_sealed_while_committing_verify_clean_in_one_and_in_t
 
 @pytest.fixture
 def sealed_log() -> list[AuditEvent]:
-    """60 events in six checkpoints, with one rolled-back hole in the fourth."""
+    """60 events in seven checkpoints, with one rolled-back hole in the fourth."""
     events = [_record(n) for n in range(35)]
     try:
         with transaction.atomic():
@@ -185,6 +185,25 @@ def test_each_kind_of_tampering_is_reported_alike_by_one_or_several_processes(
     by_id = {p.event_id: p for p in report.problems if p.kind == "modified"}
     assert by_id[edited.id].org_id == str(ORG)
     assert audit_verify(workers=workers, org_id=uuid.uuid4()).counts["modified"] == 0
+
+
+def test_an_organization_filter_never_hides_problems_beyond_the_listed_ones(
+    sealed_log: list[AuditEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Organizations are known only for listed problems; past the listing cap the filtered
+    report keeps the whole log's counts rather than saying "ok"."""
+    monkeypatch.setattr("audit.verifier.MAX_LISTED", 2)
+    monkeypatch.setattr("audit.verify.MAX_LISTED", 2)
+    other = uuid.uuid4()
+    for event in sealed_log[1:4]:
+        _tamper("UPDATE audit_auditevent SET actor_label = 'someone else' WHERE id = %s", [event.id])
+    _tamper("UPDATE audit_auditevent SET org_id = %s WHERE id = %s", [other, sealed_log[40].id])
+
+    report = audit_verify(workers=1, org_id=other)
+
+    assert not report.ok
+    assert report.counts["modified"] == 4
+    assert all(p.org_id in (None, str(other)) for p in report.problems)
 
 
 # --- the template renders what the signer signs --------------------------------------------------------

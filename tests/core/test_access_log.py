@@ -100,3 +100,17 @@ def test_djangos_not_found_warning_logs_the_sanitized_path():
     )
     RedactSecretsFilter().filter(record)
     assert record.getMessage() == "Not Found: /api/tools/…/x"
+
+
+def test_the_development_servers_request_line_is_logged_sanitized():
+    record = logging.LogRecord(
+        "django.server",
+        logging.INFO,
+        __file__,
+        1,
+        '"%s" %s %s',
+        ("GET /api/tools/hunter2hunter2/x?k=v HTTP/1.1", "404", "12"),
+        None,
+    )
+    RedactSecretsFilter().filter(record)
+    assert record.getMessage() == '"GET /api/tools/…/x?k=… HTTP/1.1" 404 12'

@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from accounts.lifecycle import org_set_lifecycle_policy
 from accounts.models import Role
-from agentkey.core.errors import Conflict
+from agentkey.core.errors import Conflict, Forbidden
 from audit.models import Action, AuditEvent
 from grants.models import AccessGrant, GrantStatus
-from grants.reviews import NOT_UNDER_REVIEW, grant_recertify, grants_review_due
+from grants.reviews import NOT_UNDER_REVIEW, grant_recertify, grant_review_revoke, grants_review_due
 from grants.services import grant_approve, grant_assign, grant_request
 from notifications.models import Delivery, DeliveryStatus, Event
 from tests import factories
@@ -70,6 +70,9 @@ def test_approval_and_assignment_certify_the_access(org, agent, tool, per_agent_
     assert approved.certified_at == approved.decided_at
     assigned = grant_assign(agent=agent, tool=per_agent_tool, actor=approver, credential="ghp_" + "x" * 30)
     assert assigned.certified_at is not None
+    for grant in (approved, assigned):
+        stored = AccessGrant.objects.get(pk=grant.pk)
+        assert stored.certified_at == stored.decided_at is not None
 
 
 def test_old_access_enters_the_queue_once_with_one_summary_per_org(org, reviews_on, tool, operator, hook):
@@ -235,3 +238,32 @@ def test_recertifying_and_the_expiry_job_at_once_make_exactly_one_decision(org, 
         assert sum(isinstance(r, Conflict) for r in results) == 2 - recertified, results
         grant.refresh_from_db()
         assert grant.status == (GrantStatus.APPROVED if recertified else GrantStatus.REVOKED)
+
+
+def test_a_stale_revoke_cannot_undo_a_recertification(org, reviews_on, agent, api, tool, operator, approver):
+    grant = grant_assign(agent=agent, tool=tool, actor=operator)
+    grants_review_due(now=timezone.now() + AFTER + timedelta(minutes=1))
+    grant_recertify(grant=grant, reviewer=approver)
+
+    with pytest.raises(Conflict) as refused:
+        grant_review_revoke(grant=grant, reviewer=operator)
+
+    assert refused.value.message == NOT_UNDER_REVIEW
+    assert AccessGrant.objects.get(pk=grant.pk).status == GrantStatus.APPROVED
+    assert not AuditEvent.objects.filter(action=Action.GRANT_REVOKED, target_id=str(grant.id)).exists()
+    assert api.credentials(tool.id).status_code == 200
+
+
+def test_separation_of_duties_also_keeps_the_tools_owner_from_recertifying(
+    org, reviews_on, agent, tool, operator, approver
+):
+    type(tool).objects.filter(pk=tool.pk).update(owner=approver.user, separation_of_duties=True)
+    grant = grant_assign(agent=agent, tool=tool, actor=operator)
+    grants_review_due(now=timezone.now() + AFTER + timedelta(minutes=1))
+
+    with pytest.raises(Forbidden):
+        grant_recertify(grant=grant, reviewer=approver)
+
+    stored = AccessGrant.objects.get(pk=grant.pk)
+    assert stored.review_requested_at is not None, "still waiting for someone else"
+    assert not AuditEvent.objects.filter(action=Action.GRANT_RECERTIFIED).exists()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from accounts.models import AgentStatus
-from accounts.services import AGENT_SUSPENDED, agent_key_rotate
+from accounts.services import AGENT_SUSPENDED, agent_key_rotate, agent_suspend
 from audit.models import Action, AuditEvent
 from grants.anomalies import Detected, alert_raise, anomalies_detect
 from grants.models import Alert, AlertRule, AlertSeverity
@@ -307,3 +307,16 @@ def test_the_beat_schedule_runs_the_anomaly_job_every_minute(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["detect-anomalies"]
     assert (entry["task"], entry["schedule"]) == ("grants.detect_anomalies", 60.0)
     assert "grants.detect_anomalies" in app.tasks
+
+
+@pytest.mark.usefixtures("small_auth_threshold", "vending")
+def test_a_suspended_agent_retrying_its_own_key_is_audited_not_counted_as_refused_keys(
+    org, agent, tool, issued, operator
+):
+    agent_suspend(agent=agent, actor=operator)
+    suspended = AgentClient(issued.key.plaintext)
+    for _ in range(12):
+        assert suspended.credentials(tool.id).status_code == 403
+    assert anomalies_detect().auth_failures == 0
+    assert not alerts(AlertRule.AUTH_FAILURES)
+    assert AuditEvent.objects.filter(action=Action.AUTH_REJECTED_SUSPENDED).count() == 1
