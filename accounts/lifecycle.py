@@ -85,14 +85,9 @@ def owner_for_new_agent(*, org: Organization, actor: HumanActor, owner: User | N
         # themselves if they are one, else the longest-standing owner (they can change it after).
         if org_member(org.id, person) is not None:
             return person
-        first = (
-            Membership.objects.select_related("user")
-            .filter(org=org, role=Role.OWNER)
-            .order_by("created_at", "id")
-            .first()
-        )
+        first = longest_standing_owner(org.id)
         if first is not None:
-            return first.user
+            return first
     chosen = owner
     if chosen is None:
         if Membership.objects.filter(org=org).exists():
@@ -107,10 +102,13 @@ def owner_for_new_agent(*, org: Organization, actor: HumanActor, owner: User | N
 def agent_set_owner(*, agent: Agent, owner: User, actor: HumanActor) -> Agent:
     """Make ``owner`` (a member of the agent's organization) accountable for the agent."""
     require(actor, Capability.MANAGE_AGENTS, agent.org_id)
-    if org_member(agent.org_id, owner) is None:
-        message = OWNER_NOT_MEMBER.format(email=owner.email)
-        raise ValidationFailed(message, details=[FieldError("owner", message.error)])
     with transaction.atomic():
+        # The membership row is locked like membership_remove locks it: an owner cannot leave
+        # between this check and the change, leaving an active agent owned by a non-member.
+        member = Membership.objects.select_for_update().filter(org_id=agent.org_id, user=owner)
+        if not list(member.values_list("pk", flat=True)[:1]):
+            message = OWNER_NOT_MEMBER.format(email=owner.email)
+            raise ValidationFailed(message, details=[FieldError("owner", message.error)])
         locked = Agent.objects.select_for_update(of=("self",)).select_related("owner").get(pk=agent.pk)
         _change_owner(locked, owner, actor, reason="")
     agent.owner, agent.owner_id = locked.owner, locked.owner_id
@@ -208,14 +206,18 @@ def _successor(org_id: uuid.UUID, departing: User, actor: HumanActor) -> User | 
         and Capability.MANAGE_AGENTS in ROLE_CAPABILITIES.get(actor.role, frozenset())
     ):
         return actor.user
-    owner = (
-        Membership.objects.select_related("user")
-        .filter(org_id=org_id, role=Role.OWNER, user__is_active=True)
-        .exclude(user=departing)
-        .order_by("created_at", "id")
-        .first()
+    return longest_standing_owner(org_id, besides=departing)
+
+
+def longest_standing_owner(org_id: uuid.UUID, *, besides: User | None = None) -> User | None:
+    """The active owner of the organization with the oldest membership (``besides`` excluded)."""
+    owners = Membership.objects.select_related("user").filter(
+        org_id=org_id, role=Role.OWNER, user__is_active=True
     )
-    return owner.user if owner is not None else None
+    if besides is not None:
+        owners = owners.exclude(user=besides)
+    first = owners.order_by("created_at", "id").first()
+    return first.user if first is not None else None
 
 
 def agents_handle_owner_departure(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -30,12 +29,18 @@ from django.conf import settings
 
 # The canonical form lives in the standalone verifier (stdlib only, copied into
 # bin/verify-audit-export), so signer and verifier cannot drift apart.
-from audit.verifier import CHECKPOINT_DOMAIN, EVENT_DOMAIN, EVENT_FIELDS, TAG_CHARS
+from audit import verifier
+from audit.verifier import (
+    CHECKPOINT_DOMAIN,
+    CHECKPOINT_FIELDS,
+    EVENT_DOMAIN,
+    EVENT_FIELDS,
+    TAG_CHARS,
+    _encode,
+)
 
 KEY_MIN_BYTES = 32
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 
 class AuditKeyError(Exception):
@@ -143,18 +148,6 @@ def digest_line(event_id: int, signature: str) -> bytes:
 
 # --- checkpoints ------------------------------------------------------------------------------------
 
-CHECKPOINT_FIELDS = (
-    "created_at",
-    "event_count",
-    "events_digest",
-    "first_event_id",
-    "last_event_id",
-    "missing_ids",
-    "prev_hash",
-    "sequence",
-    "tags",
-)
-
 
 def checkpoint_canonical(fields: Mapping[str, Any]) -> bytes:
     return _encode({name: fields[name] for name in CHECKPOINT_FIELDS}).encode("ascii")
@@ -178,4 +171,4 @@ def checkpoint_signature_valid(fields: Mapping[str, Any], signature: str, keys: 
 
 def checkpoint_hash(fields: Mapping[str, Any], signature: str) -> str:
     """What the next checkpoint's prev_hash and the external anchor hold."""
-    return hashlib.sha256(checkpoint_canonical(fields) + b"\n" + signature.encode("ascii")).hexdigest()
+    return verifier.checkpoint_hash({**fields, "signature": signature})

@@ -30,7 +30,7 @@ from accounts import authfailures
 from accounts.models import Agent, AgentStatus, Membership, Organization
 from accounts.permissions import Capability, Operator, acting_user, require
 from accounts.services import agent_suspend
-from agentkey.core.errors import Conflict, Message
+from agentkey.core.errors import Conflict, Forbidden, Message
 from agentkey.core.links import console_link
 from audit.models import Action, AuditEvent
 from audit.services import SystemActor, audit_record
@@ -142,10 +142,19 @@ def alert_raise(
     return alert
 
 
+OPERATORS_ONLY = Message(
+    "Only operators can acknowledge an alert that belongs to no organization.",
+    "Acknowledge it in the Django admin as a superuser.",
+)
+
+
 def alert_acknowledge(*, alert: Alert, actor: Membership | Operator) -> Alert:
     """Someone looked at the alert. Owners, admins and approvers; audited."""
     if alert.org_id is not None:
         require(actor, Capability.DECIDE_GRANTS, alert.org_id)
+    elif not isinstance(actor, Operator):
+        # An alert without an organization (unknown keys) is the operators' alone.
+        raise Forbidden(OPERATORS_ONLY)
     now = timezone.now()
     with transaction.atomic():
         updated = Alert.objects.filter(pk=alert.pk, acknowledged_at__isnull=True).update(

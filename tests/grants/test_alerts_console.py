@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import Organization, Role
+from accounts.permissions import Operator
+from agentkey.core.errors import Forbidden
 from audit.models import Action, AuditEvent
-from grants.anomalies import canary_requested
-from grants.models import Alert
+from grants.anomalies import alert_acknowledge, alert_raise, canary_requested
+from grants.models import Alert, AlertRule, AlertSeverity
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -115,3 +118,19 @@ def test_an_admin_marks_a_tool_as_a_canary_in_the_tool_form(org, admin_member, t
     client.post(edit, form)
     tool.refresh_from_db()
     assert tool.is_canary is False
+
+
+def test_an_alert_without_an_organization_is_acknowledged_by_operators_only(owner):
+    alert = alert_raise(
+        rule=AlertRule.AUTH_FAILURES,
+        severity=AlertSeverity.MEDIUM,
+        summary="5 refused agent keys from 192.0.2.7 within 5 minutes",
+        window_start=timezone.now(),
+        source_address="192.0.2.7",
+    )
+    assert alert is not None
+    with pytest.raises(Forbidden):
+        alert_acknowledge(alert=alert, actor=owner)
+    assert Alert.objects.get(pk=alert.pk).acknowledged_at is None
+    alert_acknowledge(alert=alert, actor=Operator(label="ops"))
+    assert Alert.objects.get(pk=alert.pk).acknowledged_at is not None
