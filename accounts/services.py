@@ -25,6 +25,7 @@ from accounts.models import (
     User,
 )
 from accounts.permissions import Capability, HumanActor, Operator, acting_user, require
+from agentkey.core import statements
 from agentkey.core.errors import Conflict, FieldError, Forbidden, Message, Unauthenticated, ValidationFailed
 from audit.models import Action
 from audit.services import audit_record
@@ -123,6 +124,39 @@ def org_create(*, name: str, actor: HumanActor | None = None, owner: User | None
     return org
 
 
+def _seconds(value: object) -> int | None:
+    return int(value.total_seconds()) if isinstance(value, timedelta) else None
+
+
+def _org_setting_change(
+    org: Organization, actor: HumanActor, setting: str, value: object, *, in_seconds: bool = False
+) -> Organization:
+    """Lock the organization row, change one setting and audit it as ``org.settings_changed``
+    (``setting``, ``from``, ``to``; ``from_seconds``, ``to_seconds`` for a duration). No change,
+    no event. The caller has checked the permission and the value; ``org`` gets the new value.
+    """
+    with transaction.atomic():
+        # NO KEY UPDATE, like the catalog writers: it does not conflict with foreign-key checks.
+        locked = Organization.objects.select_for_update(no_key=True).get(pk=org.pk)
+        previous = getattr(locked, setting)
+        if previous != value:
+            setattr(locked, setting, value)
+            locked.save(update_fields=[setting])
+            change: dict[str, object]
+            if in_seconds:
+                change = {"from_seconds": _seconds(previous), "to_seconds": _seconds(value)}
+            else:
+                change = {"from": previous, "to": value}
+            audit_record(
+                action=Action.ORG_SETTINGS_CHANGED,
+                actor=actor,
+                target=locked,
+                metadata={"setting": setting, **change},
+            )
+    setattr(org, setting, getattr(locked, setting))
+    return locked
+
+
 def org_set_max_grant_duration(
     *, org: Organization, actor: HumanActor, max_grant_duration: timedelta | None
 ) -> Organization:
@@ -136,29 +170,7 @@ def org_set_max_grant_duration(
             MAX_GRANT_DURATION_INVALID,
             details=[FieldError("max_grant_duration", MAX_GRANT_DURATION_INVALID.error)],
         )
-    with transaction.atomic():
-        # NO KEY UPDATE, like the catalog writers: it does not conflict with foreign-key checks.
-        locked = Organization.objects.select_for_update(no_key=True).get(pk=org.pk)
-        previous = locked.max_grant_duration
-        if previous != max_grant_duration:
-            locked.max_grant_duration = max_grant_duration
-            locked.save(update_fields=["max_grant_duration"])
-
-            def seconds(value: timedelta | None) -> int | None:
-                return int(value.total_seconds()) if value is not None else None
-
-            audit_record(
-                action=Action.ORG_SETTINGS_CHANGED,
-                actor=actor,
-                target=locked,
-                metadata={
-                    "setting": "max_grant_duration",
-                    "from_seconds": seconds(previous),
-                    "to_seconds": seconds(max_grant_duration),
-                },
-            )
-    org.max_grant_duration = locked.max_grant_duration
-    return locked
+    return _org_setting_change(org, actor, "max_grant_duration", max_grant_duration, in_seconds=True)
 
 
 def membership_add(*, org: Organization, user: User, role: Role, actor: HumanActor) -> Membership:
@@ -327,6 +339,17 @@ def agent_reactivate(*, agent: Agent, actor: HumanActor) -> Agent:
 # --- authentication --------------------------------------------------------------------------------
 
 
+# The key lookup of every agent request, written once (agentkey/core/statements.py): the key
+# hash is unique, so no ORDER BY; the key and its agent come back in one round trip.
+_KEY_COLUMNS = statements.Columns(AgentKey, "k")
+_AGENT_COLUMNS = statements.Columns(Agent, "a")
+_KEY_AND_AGENT = statements.compose(
+    "SELECT {k:*}, {a:*} FROM {k:table} JOIN {a:table} ON {a:id} = {k:agent} WHERE {k:key_hash} = %s LIMIT 1",
+    k=_KEY_COLUMNS,
+    a=_AGENT_COLUMNS,
+)
+
+
 def agent_authenticate(*, token: str) -> tuple[Agent, AgentKey]:
     """Resolve a presented key to its agent: one indexed lookup on the SHA-256.
 
@@ -334,16 +357,16 @@ def agent_authenticate(*, token: str) -> tuple[Agent, AgentKey]:
     the digest is still compared in constant time before it is trusted.
     """
     presented = keys.digest(token)
-    rows = AgentKey.objects.select_related("agent").filter(key_hash=presented)[:1]  # unique: no ORDER BY
-    key = rows[0] if rows else None
-    if key is None or not hmac.compare_digest(key.key_hash, presented):
+    found = statements.fetch_one(_KEY_AND_AGENT, [presented], _KEY_COLUMNS, _AGENT_COLUMNS)
+    if found is None or not hmac.compare_digest(found[0].key_hash, presented):
         raise Unauthenticated(INVALID_KEY)
+    key, agent = found
+    AgentKey.agent.field.set_cached_value(key, agent)
     # Any revocation stamp refuses, whatever this host's clock says about it.
     if key.revoked_at is not None:
         raise Unauthenticated(KEY_REVOKED)
     if key.expires_at is not None and key.expires_at <= timezone.now():
         raise Unauthenticated(KEY_EXPIRED)
-    agent = key.agent
     if agent.status != AgentStatus.ACTIVE:
         # A suspended agent still knocking is a signal worth keeping, once a minute
         # per agent: whoever holds the key cannot flood the append-only log.

@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Agent
+from agentkey.core import statements
 from agentkey.core.errors import Conflict, Forbidden, Message, NotFound
 from audit.models import Action
 from audit.services import audit_record
@@ -112,21 +113,52 @@ class Vended:
     expires_at: datetime | None
 
 
+# The grant lookup of every vend, written once (agentkey/core/statements.py): the grant, its
+# tool and both secrets it may use, in one round trip. (agent, tool) is unique: no ORDER BY.
+_GRANT = statements.Columns(AccessGrant, "g")
+_TOOL = statements.Columns(Tool, "t")
+_TOOL_SECRET = statements.Columns(Secret, "ts")
+_GRANT_SECRET = statements.Columns(Secret, "gs")
+_GRANT_TOOL_SECRETS = statements.compose(
+    "SELECT {g:*}, {t:*}, {ts:*}, {gs:*} FROM {g:table}"
+    " JOIN {t:table} ON {t:id} = {g:tool}"
+    " LEFT JOIN {ts:table} ON {ts:id} = {t:secret}"
+    " LEFT JOIN {gs:table} ON {gs:id} = {g:secret}"
+    " WHERE {g:agent} = %s AND {g:tool} = %s AND {t:org} = %s LIMIT 1",
+    g=_GRANT,
+    t=_TOOL,
+    ts=_TOOL_SECRET,
+    gs=_GRANT_SECRET,
+)
+
+
 def _approved_grant(*, agent: Agent, tool_id: uuid.UUID) -> AccessGrant:
     """One query for grant + tool + both possible secrets; 403 with a state hint unless approved now.
 
     Nothing is cached: a revoke or an expiry applies on the very next call.
     """
-    # (agent, tool) is unique, so no ORDER BY: the one .first() adds costs more to compile
-    # than the rest of this query (issue #7, docs/performance.md).
-    rows = AccessGrant.objects.select_related("tool", "tool__secret", "secret").filter(
-        agent_id=agent.id, tool_id=tool_id, tool__org_id=agent.org_id
-    )[:1]
-    grant = rows[0] if rows else None
-    if grant is None:
+    found = statements.fetch_one(
+        _GRANT_TOOL_SECRETS,
+        [
+            statements.prep(AccessGrant, "agent", agent.id),
+            statements.prep(AccessGrant, "tool", tool_id),
+            statements.prep(Tool, "org", agent.org_id),
+        ],
+        _GRANT,
+        _TOOL,
+        _TOOL_SECRET,
+        _GRANT_SECRET,
+    )
+    if found is None:
         if not Tool.objects.filter(id=tool_id, org_id=agent.org_id).exists():
             raise NotFound(TOOL_NOT_FOUND)
         raise Forbidden(_hint_for(None, tool_id))
+    grant: AccessGrant = found[0]
+    tool: Tool = found[1]
+    tool_secret, grant_secret = found[2], found[3]
+    AccessGrant.tool.field.set_cached_value(grant, tool)
+    AccessGrant.secret.field.set_cached_value(grant, grant_secret)
+    Tool.secret.field.set_cached_value(tool, tool_secret)
     status = grant.effective_status(timezone.now())
     if status != GrantStatus.APPROVED:
         raise Forbidden(_hint_for(status, tool_id))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ from django.db import DatabaseError, connection, transaction
 
 from audit.models import Action, AuditEvent
 from audit.services import SystemActor, audit_record
+from tests.support.embedded import run_on_sqlite
 
 REPO = Path(settings.BASE_DIR)
 
@@ -143,24 +141,7 @@ SQLITE_TRIGGERS = ["audit_auditevent_no_delete", "audit_auditevent_no_update"]
 
 
 def _manage(database: Path, *args: str) -> None:
-    """manage.py on the embedded default (SQLite), with its own var/ so the repository's is untouched."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(database.parent),
-        "DJANGO_SETTINGS_MODULE": "agentkey.settings.base",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "AGENTKEY_VAR_DIR": str(database.parent / "var"),
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args, "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    run_on_sqlite(database, "manage.py", *args, "--noinput", "-v", "0")
 
 
 @pytest.fixture(scope="module")
