@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from accounts.models import Organization
 from accounts.permissions import Capability, HumanActor, require
-from audit.models import Action
-from audit.services import audit_record
+from accounts.services import _org_setting_change
 
 
 def org_set_anomaly_auto_suspend(*, org: Organization, actor: HumanActor, enabled: bool) -> Organization:
@@ -16,18 +13,4 @@ def org_set_anomaly_auto_suspend(*, org: Organization, actor: HumanActor, enable
     Applies to alerts raised from now on; agents suspended earlier stay suspended.
     """
     require(actor, Capability.MANAGE_ORG, org.id)
-    with transaction.atomic():
-        # NO KEY UPDATE, like the other organization settings: no conflict with foreign-key checks.
-        locked = Organization.objects.select_for_update(no_key=True).get(pk=org.pk)
-        previous = locked.anomaly_auto_suspend
-        if previous != enabled:
-            locked.anomaly_auto_suspend = enabled
-            locked.save(update_fields=["anomaly_auto_suspend"])
-            audit_record(
-                action=Action.ORG_SETTINGS_CHANGED,
-                actor=actor,
-                target=locked,
-                metadata={"setting": "anomaly_auto_suspend", "from": previous, "to": enabled},
-            )
-    org.anomaly_auto_suspend = locked.anomaly_auto_suspend
-    return locked
+    return _org_setting_change(org, actor, "anomaly_auto_suspend", enabled)

@@ -26,6 +26,7 @@ from agentkey.core.errors import FieldError, Message, ValidationFailed
 from catalog.models import MAX_REQUIRED_APPROVALS, AccessMode, AuthType, CredentialMode, InjectAs, Tool
 from catalog.normalize import normalize_name, normalize_url
 from catalog.selectors import tools_for_org
+from catalog.services import _proxy_changes
 
 FORMAT_VERSION = 1
 FORMATS = ("yaml", "json")
@@ -344,8 +345,12 @@ class Plan:
         }
 
 
+PROXY_FIELDS = ("access_mode", "upstream_origin", "inject_as", "inject_name", "inject_template")
+
+
 def _comparable(name: str, value: Any) -> Any:
-    """A file value as the tool services would store it, to compare with the stored one."""
+    """A file value as the tool services would store it, to compare with the stored one
+    (the proxy fields are compared by the services themselves, see ``_changed``)."""
     if not isinstance(value, str):
         return value
     if name == "name":
@@ -353,18 +358,31 @@ def _comparable(name: str, value: Any) -> Any:
     if name == "url":
         parsed = normalize_url(value) if value.strip() else None
         return parsed.url if parsed else ""
-    if name == "upstream_origin":
-        return value.strip().rstrip("/").lower()
-    if name in ("description", "inject_name", "inject_template"):
+    if name == "description":
         return value.strip()
     return value
 
 
-def _changed(tool: Tool, spec: ToolSpec) -> tuple[str, ...]:
+def _changed(tool: Tool, spec: ToolSpec, problems: list[FieldError]) -> tuple[str, ...]:
+    """The fields of ``spec`` that importing it would change.
+
+    The proxy fields go through the update service's own cleaning (``catalog.upstream``: origin
+    form, default port, injection defaults), so the plan names exactly what ``tool_update`` will
+    change; a value it would refuse is a problem of the file, reported before anything is written.
+    """
+    try:
+        proxy = _proxy_changes(tool, **{f: spec.values.get(f) for f in PROXY_FIELDS})
+    except ValidationFailed as exc:
+        problems.extend(FieldError(f"{spec.where}.{d.field}", d.message) for d in exc.details)
+        proxy = {}
     return tuple(
         name
         for name, value in spec.values.items()
-        if _comparable(name, value) != _comparable(name, getattr(tool, name))
+        if (
+            name in proxy
+            if name in PROXY_FIELDS
+            else _comparable(name, value) != _comparable(name, getattr(tool, name))
+        )
     )
 
 
@@ -387,7 +405,7 @@ def catalog_plan(*, org: Organization, specs: list[ToolSpec]) -> Plan:
         if mode != tool.credential_mode:
             msg = MODE_FIXED.format(key=spec.config_key, old=tool.credential_mode, new=mode)
             problems.append(FieldError(f"{spec.where}.credential_mode", msg.error))
-        changed = tuple(f for f in _changed(tool, spec) if f != "credential_mode")
+        changed = tuple(f for f in _changed(tool, spec, problems) if f != "credential_mode")
         plan.steps.append(Step(spec=spec, action=UPDATE if changed else UNCHANGED, fields=changed, tool=tool))
     if problems:
         raise _invalid(problems)

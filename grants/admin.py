@@ -35,7 +35,7 @@ from accounts.admin_kit import (
 from accounts.permissions import Capability, HumanActor
 from agentkey.core.durations import format_duration
 from catalog.models import AccessMode, CredentialMode, GuideVersion, InjectAs, Tool
-from catalog.services import tool_guide_update, tool_rotate_credential, tool_update
+from catalog.services import tool_guide_update, tool_rotate_credential
 from grants.models import AccessGrant, Alert, GrantStatus
 from grants.quorum import cycle_approvals
 from grants.services import (
@@ -46,6 +46,7 @@ from grants.services import (
     grant_deny,
     grant_revoke,
     tool_add,
+    tool_edit,
 )
 
 # --- tools ---------------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ class ToolAdmin(SensitiveCredential, ServiceAdmin[Tool]):
                 )
             return
         actor = actor_for(request, obj.org_id)
-        tool_update(
+        tool_edit(
             tool=obj,
             actor=actor,
             name=data["name"],

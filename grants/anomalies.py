@@ -12,6 +12,7 @@ switch is on, the agent suspended.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -74,12 +75,14 @@ def alert_raise(
     tool: Tool | None = None,
     source_address: str | None = None,
     details: dict[str, Any] | None = None,
+    kill_switch: bool = True,
 ) -> Alert | None:
     """Record an alert once per (organization, rule, subject, window); None when it was already raised.
 
     In the caller's transaction: the alert, its audit event and its notification commit (or
     roll back) together; the notification is sent after commit. With the organization's kill
-    switch on, the agent the alert is about is suspended at once.
+    switch on, the agent the alert is about is suspended at once, unless ``kill_switch=False``
+    (a rule that someone other than the agent can set off).
     """
     subject = agent.id if agent is not None else (tool.id if tool is not None else source_address or "-")
     dedup_key = f"{org.id if org else '-'}:{rule}:{subject}:{window_start.isoformat()}"[:200]
@@ -117,7 +120,12 @@ def alert_raise(
         if org is None:
             logger.warning("anomaly alert without an organization: %s", alert.summary)
             return alert
-        if org.anomaly_auto_suspend and agent is not None and agent.status == AgentStatus.ACTIVE:
+        if (
+            kill_switch
+            and org.anomaly_auto_suspend
+            and agent is not None
+            and agent.status == AgentStatus.ACTIVE
+        ):
             try:
                 agent_suspend(agent=agent, actor=KILL_SWITCH, reason=f"Alert {alert.id}: {alert.summary}")
             except Conflict:
@@ -325,7 +333,13 @@ def _off_hours(
     now: datetime, buckets: dict[uuid.UUID, set[datetime]], orgs: dict[uuid.UUID, uuid.UUID]
 ) -> int:
     """Agents with enough history vending in an hour of the day (UTC) in which they never did in the
-    lookback. Each (agent, hour) is judged once: its history is fixed once the hour has begun."""
+    lookback. Each (agent, hour) is judged once: its history is fixed once the hour has begun.
+
+    The hour is remembered as judged only after the judgment (and its alert) is done, so a crash
+    in between judges it again on the next run rather than losing its alert. Two workers judging
+    the same hour at once raise one alert: ``alert_raise`` deduplicates on (agent, rule, hour)
+    with a unique key in the database.
+    """
     lookback = timedelta(days=settings.AGENTKEY_ANOMALY_OFF_HOURS_LOOKBACK_DAYS)
     min_history = timedelta(days=settings.AGENTKEY_ANOMALY_OFF_HOURS_MIN_HISTORY_DAYS)
     agents = _agents(set(buckets))
@@ -335,42 +349,54 @@ def _off_hours(
         if agent is None:
             continue
         for bucket in sorted(hours):
+            judged = f"anomaly:offhours:{agent_id}:{bucket.isoformat()}"
             try:
-                fresh = cache.add(f"anomaly:offhours:{agent_id}:{bucket.isoformat()}", 1, timeout=7200)
-            except (
-                redis.exceptions.RedisError,
-                OSError,
-            ):  # cache down: judge again, the alert is deduplicated
-                fresh = True
-            if not fresh:
-                continue
-            seen = dict(
-                _vends(bucket - lookback)
-                .filter(org_id=orgs[agent_id], agent_id=agent_id, created_at__lt=bucket)
-                .annotate(h=ExtractHour("created_at", tzinfo=UTC))
-                .values("h")
-                .annotate(first=Min("created_at"))
-                .values_list("h", "first")
-            )
-            if not seen or min(seen.values()) > bucket - min_history or bucket.hour in seen:
-                continue
-            alert = alert_raise(
-                rule=AlertRule.OFF_HOURS,
-                severity=AlertSeverity.LOW,
-                summary=f"{agent.name} fetched credentials at {bucket:%H}:00-{bucket:%H}:59 UTC, "
-                f"an hour it has not used in {lookback.days} days",
-                window_start=bucket,
-                org=agent.org,
-                agent=agent,
-                details={"hour_utc": bucket.hour, "usual_hours_utc": sorted(seen)},
-            )
-            raised += alert is not None
+                if cache.get(judged):
+                    continue
+            except (redis.exceptions.RedisError, OSError):
+                pass  # cache down: judge again, the alert is deduplicated
+            raised += _off_hours_judge(agent, bucket, orgs[agent_id], lookback, min_history)
+            # Cache down: judged again next minute, and the alert is deduplicated.
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                cache.set(judged, 1, timeout=7200)
     return raised
+
+
+def _off_hours_judge(
+    agent: Agent, bucket: datetime, org_id: uuid.UUID, lookback: timedelta, min_history: timedelta
+) -> int:
+    """1 if ``agent``'s vends in the hour starting at ``bucket`` raised a new off-hours alert."""
+    seen = dict(
+        _vends(bucket - lookback)
+        .filter(org_id=org_id, agent_id=agent.id, created_at__lt=bucket)
+        .annotate(h=ExtractHour("created_at", tzinfo=UTC))
+        .values("h")
+        .annotate(first=Min("created_at"))
+        .values_list("h", "first")
+    )
+    if not seen or min(seen.values()) > bucket - min_history or bucket.hour in seen:
+        return 0
+    alert = alert_raise(
+        rule=AlertRule.OFF_HOURS,
+        severity=AlertSeverity.LOW,
+        summary=f"{agent.name} fetched credentials at {bucket:%H}:00-{bucket:%H}:59 UTC, "
+        f"an hour it has not used in {lookback.days} days",
+        window_start=bucket,
+        org=agent.org,
+        agent=agent,
+        details={"hour_utc": bucket.hour, "usual_hours_utc": sorted(seen)},
+    )
+    return int(alert is not None)
 
 
 def _auth_failures(now: datetime) -> int:
     """Turn the addresses that crossed the refused-key threshold (counted in the cache by
-    ``accounts.authfailures`` on the 401/403 path) into alerts."""
+    ``accounts.authfailures`` on the 401/403 path) into alerts.
+
+    These alerts never suspend the agent, kill switch or not: the keys counted are refused ones
+    (rotated out, expired), which prove nothing about the agent's current key. Anyone holding an
+    old key could otherwise take a working agent offline by hammering the API with it.
+    """
     raised = 0
     for crossing in authfailures.crossings(now=now):
         agent = None
@@ -388,6 +414,7 @@ def _auth_failures(now: datetime) -> int:
             agent=agent,
             source_address=crossing.address,
             details={"refused": crossing.count, "window_seconds": window},
+            kill_switch=False,
         )
         raised += alert is not None
     return raised

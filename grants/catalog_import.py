@@ -1,9 +1,10 @@
 """Importing a catalog file (catalog.ascode) through the tool services, in one transaction.
 
 New tools go through ``tool_add`` (so pending suggestions they answer open
-requests for their backers), changed ones through ``tool_update`` and
-``tool_guide_update``: every change writes its own audit event, and an
-unchanged tool writes none. A refusal anywhere rolls the whole import back.
+requests for their backers), changed ones through ``tool_edit`` (marking one as
+a canary ends its access) and ``tool_guide_update``: every change writes its
+own audit event, and an unchanged tool writes none. A refusal anywhere rolls
+the whole import back.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from accounts.models import Organization
 from accounts.permissions import Capability, HumanActor, require
 from agentkey.core.errors import DomainError, FieldError, Message, ValidationFailed
 from catalog.ascode import CREATE, UPDATE, Plan, ToolSpec, catalog_plan
-from catalog.services import tool_guide_update, tool_update
-from grants.services import tool_add
+from catalog.services import tool_guide_update
+from grants.services import tool_add, tool_edit
 
 REFUSED = Message("{key}: {error}", "{hint} Nothing was imported.")
 
@@ -35,7 +36,7 @@ def catalog_import(*, org: Organization, actor: HumanActor, specs: list[ToolSpec
                 elif step.action == UPDATE and step.tool is not None:
                     fields: dict[str, Any] = {f: values[f] for f in step.fields if f != "usage_guide"}
                     if fields:
-                        tool_update(tool=step.tool, actor=actor, **fields)
+                        tool_edit(tool=step.tool, actor=actor, **fields)
                     if "usage_guide" in step.fields:
                         tool_guide_update(tool=step.tool, actor=actor, content=values["usage_guide"])
             except DomainError as exc:

@@ -8,6 +8,7 @@ in for grants approved before reviews existed); ``review_requested_at`` marks an
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,103 +68,140 @@ def _unexpired(now: datetime) -> Q:
     return Q(expires_at__isnull=True) | Q(expires_at__gt=now)
 
 
-def _expire_overdue(org: Organization, now: datetime) -> int:
+def _expire_overdue(org: Organization, now: datetime, batch_size: int) -> int:
     cutoff = now - org.access_review_grace
-    with transaction.atomic():
-        overdue = list(
-            AccessGrant.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("agent", "tool", "secret")
-            .filter(_unexpired(now), org=org, status=GrantStatus.APPROVED, review_requested_at__lte=cutoff)
-            .order_by("review_requested_at", "id")
+    expired = 0
+    while True:
+        with transaction.atomic():
+            overdue = list(
+                AccessGrant.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("agent", "tool", "secret")
+                .filter(
+                    _unexpired(now), org=org, status=GrantStatus.APPROVED, review_requested_at__lte=cutoff
+                )
+                .order_by("review_requested_at", "id")[:batch_size]
+            )
+            for grant in overdue:
+                opened = grant.review_requested_at
+                end_access(grant, decided_by=None, label=REVIEW_JOB.label, now=now)
+                audit_record(
+                    action=Action.GRANT_REVIEW_EXPIRED,
+                    actor=REVIEW_JOB,
+                    target=grant,
+                    metadata={
+                        "tool_name": grant.tool.name,
+                        "review_requested_at": opened.isoformat() if opened else None,
+                        "grace_seconds": int(org.access_review_grace.total_seconds()),
+                        "reason": NOT_RECERTIFIED,
+                    },
+                )
+                notify(
+                    org_id=org.id,
+                    event=Event.ACCESS_REVIEW_EXPIRED,
+                    subject={
+                        "agent": grant.agent.name,
+                        "tool": grant.tool.name,
+                        "reason": f"nobody recertified it within {human_duration(org.access_review_grace)}",
+                    },
+                    link=console_link("agent", agent_id=grant.agent_id),
+                )
+        # Revoked rows leave the filter, so the next batch starts after them.
+        expired += len(overdue)
+        if len(overdue) < batch_size:
+            return expired
+
+
+def _open_reviews(
+    org: Organization, now: datetime, cutoff: datetime, batch_size: int
+) -> Sequence[AccessGrant]:
+    """Open a review on up to ``batch_size`` rows certified before ``cutoff``, in the caller's
+    transaction."""
+    due = list(
+        AccessGrant.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("agent", "tool")
+        .annotate(last_certified=Coalesce("certified_at", "decided_at"))
+        .filter(
+            _unexpired(now),
+            org=org,
+            status=GrantStatus.APPROVED,
+            review_requested_at__isnull=True,
+            last_certified__lt=cutoff,
         )
-        for grant in overdue:
-            opened = grant.review_requested_at
-            end_access(grant, decided_by=None, label=REVIEW_JOB.label, now=now)
-            audit_record(
-                action=Action.GRANT_REVIEW_EXPIRED,
-                actor=REVIEW_JOB,
-                target=grant,
-                metadata={
-                    "tool_name": grant.tool.name,
-                    "review_requested_at": opened.isoformat() if opened else None,
-                    "grace_seconds": int(org.access_review_grace.total_seconds()),
-                    "reason": NOT_RECERTIFIED,
-                },
-            )
-            notify(
-                org_id=org.id,
-                event=Event.ACCESS_REVIEW_EXPIRED,
-                subject={
-                    "agent": grant.agent.name,
-                    "tool": grant.tool.name,
-                    "reason": f"nobody recertified it within {human_duration(org.access_review_grace)}",
-                },
-                link=console_link("agent", agent_id=grant.agent_id),
-            )
-    return len(overdue)
+        .order_by("last_certified", "id")[:batch_size]
+    )
+    for grant in due:
+        grant.review_requested_at = now
+        grant.save(update_fields=["review_requested_at", "updated_at"])
+        audit_record(
+            action=Action.GRANT_REVIEW_REQUESTED,
+            actor=REVIEW_JOB,
+            target=grant,
+            metadata={
+                "tool_name": grant.tool.name,
+                "certified_at": grant.last_certified.isoformat() if grant.last_certified else None,
+                "deadline": (now + org.access_review_grace).isoformat(),
+            },
+        )
+    return due
 
 
-def _request_due(org: Organization, now: datetime) -> int:
+def _notify_due(org: Organization, now: datetime, count: int, labels: list[str]) -> None:
+    if count > len(labels):
+        labels = [*labels, f"and {count - len(labels)} more"]
+    notify(
+        org_id=org.id,
+        event=Event.ACCESS_REVIEW_DUE,
+        subject={
+            "count": str(count),
+            "grants": "; ".join(labels),
+            "deadline": f"{now + org.access_review_grace:%Y-%m-%d %H:%M} UTC",
+        },
+        link=console_link("reviews"),
+    )
+
+
+def _request_due(org: Organization, now: datetime, batch_size: int) -> int:
+    """Open reviews batch by batch, and one summary for the organization in the last batch's
+    transaction (the outbox row commits with the reviews it announces)."""
     if org.access_review_after is None:
         return 0
     cutoff = now - org.access_review_after
-    with transaction.atomic():
-        due = list(
-            AccessGrant.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("agent", "tool")
-            .annotate(last_certified=Coalesce("certified_at", "decided_at"))
-            .filter(
-                _unexpired(now),
-                org=org,
-                status=GrantStatus.APPROVED,
-                review_requested_at__isnull=True,
-                last_certified__lt=cutoff,
-            )
-            .order_by("last_certified", "id")
-        )
-        for grant in due:
-            grant.review_requested_at = now
-            grant.save(update_fields=["review_requested_at", "updated_at"])
-            audit_record(
-                action=Action.GRANT_REVIEW_REQUESTED,
-                actor=REVIEW_JOB,
-                target=grant,
-                metadata={
-                    "tool_name": grant.tool.name,
-                    "certified_at": grant.last_certified.isoformat() if grant.last_certified else None,
-                    "deadline": (now + org.access_review_grace).isoformat(),
-                },
-            )
-        if due:
-            labels = [f"{g.agent.name} → {g.tool.name}" for g in due[:SUMMARY_LABELS]]
-            if len(due) > SUMMARY_LABELS:
-                labels.append(f"and {len(due) - SUMMARY_LABELS} more")
-            notify(
-                org_id=org.id,
-                event=Event.ACCESS_REVIEW_DUE,
-                subject={
-                    "count": str(len(due)),
-                    "grants": "; ".join(labels),
-                    "deadline": f"{now + org.access_review_grace:%Y-%m-%d %H:%M} UTC",
-                },
-                link=console_link("reviews"),
-            )
-    return len(due)
+    opened, labels = 0, list[str]()
+    try:
+        while True:
+            with transaction.atomic():
+                due = _open_reviews(org, now, cutoff, batch_size)
+                summary = [*labels, *(f"{g.agent.name} → {g.tool.name}" for g in due[:SUMMARY_LABELS])]
+                last = len(due) < batch_size
+                if last and opened + len(due):
+                    _notify_due(org, now, opened + len(due), summary[:SUMMARY_LABELS])
+            opened, labels = opened + len(due), summary[:SUMMARY_LABELS]
+            if last:
+                return opened
+    except Exception:
+        if opened:
+            # The batches before the failure are committed: those reviews are open, their
+            # deadline runs and no later run announces them again, so announce them now.
+            with transaction.atomic():
+                _notify_due(org, now, opened, labels)
+        raise
 
 
-def grants_review_due(*, now: datetime | None = None) -> ReviewRun:
+def grants_review_due(*, now: datetime | None = None, batch_size: int = 200) -> ReviewRun:
     """The review job: revoke access whose review outlived the grace period, then open reviews
     for access older than the review age (one notification per organization and run).
 
     Organizations with reviews switched off are skipped: reviews open there stay in the
     queue, and do not expire, until reviews are switched on again or someone decides them.
-    Locked rows (a concurrent decision) are skipped and picked up on the next run.
+    Each batch of ``batch_size`` rows is its own transaction, so a large organization never
+    holds more row locks than that; a failure keeps the batches already committed. Locked
+    rows (a concurrent decision) are skipped and picked up on the next run.
     """
     now = now or timezone.now()
     requested = expired = 0
     for org in Organization.objects.filter(access_review_after__isnull=False).order_by("id"):
-        expired += _expire_overdue(org, now)
-        requested += _request_due(org, now)
+        expired += _expire_overdue(org, now, batch_size)
+        requested += _request_due(org, now, batch_size)
     return ReviewRun(requested=requested, expired=expired)
 
 

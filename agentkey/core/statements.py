@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+import psycopg
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
@@ -99,12 +101,40 @@ def compose(template: str, **parts: Columns[Any]) -> str:
     return template.format(**parts)
 
 
+def _cursor(connection: BaseDatabaseWrapper) -> Any:
+    """A cursor for one of these statements, wrapped by Django as any cursor is (query logging,
+    database error translation). On PostgreSQL with ``prepare_threshold`` set (AGENTKEY_DB_PREPARE,
+    agentkey/settings/base.py) it binds server-side, so psycopg prepares each statement once per
+    connection; the ORM's own cursors bind client-side and never prepare."""
+    if (
+        connection.vendor != "postgresql"
+        or connection.settings_dict["OPTIONS"].get("prepare_threshold") is None
+    ):
+        return connection.cursor()
+    connection.validate_thread_sharing()
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    if connection.queries_logged:
+        return _LoggedAsWritten(raw, connection)
+    return connection.make_cursor(raw)  # type: ignore[arg-type]  # the stubs say CursorWrapper; it wraps a DB-API cursor
+
+
+class _LoggedAsWritten(CursorDebugWrapper):
+    """Django's query log (DEBUG, assertNumQueries) for a prepared statement. psycopg keeps no
+    text of a prepared execution for Django to read back, so the log shows the statement as
+    written, with ``%s`` for the parameters (no key hash or id in a log)."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        with self.debug_sql(sql, params):
+            return CursorWrapper.execute(self, sql, params)
+
+
 def fetch_one(
     sql: str, params: Sequence[Any], *parts: Columns[Any], using: str = "default"
 ) -> list[Any] | None:
     """Run one SELECT whose columns are ``parts`` in order; one instance (or None) per part."""
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -146,7 +176,7 @@ class Insert(Generic[M]):
         """What ``Model.save()`` does for a new row of a model with no signals and no parents."""
         connection = connections[using]
         params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in self.fields]
-        with connection.cursor() as cursor:
+        with _cursor(connection) as cursor:
             cursor.execute(self.sql, params)
             if self.returning:
                 (key,) = cursor.fetchone()

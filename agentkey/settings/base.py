@@ -125,6 +125,13 @@ def database_from_url(url: str, *, pool: bool) -> dict[str, Any]:
         else:
             config["CONN_MAX_AGE"] = env_int("AGENTKEY_DB_CONN_MAX_AGE", 60)
             config["CONN_HEALTH_CHECKS"] = True
+        if env_bool("AGENTKEY_DB_PREPARE", True):
+            # The hot path's statements (agentkey/core/statements.py) bind server-side and are
+            # prepared on first use, once per connection: no parsing or planning per vend. The
+            # ORM's cursors bind client-side and never prepare, so only those few are. Turn off
+            # behind a pooler that cannot keep prepared statements (PgBouncer in transaction
+            # mode before 1.21).
+            options["prepare_threshold"] = 0
     elif engine.endswith("sqlite3"):
         # WAL lets readers run during a write; IMMEDIATE takes the write lock up
         # front so concurrent writers queue instead of failing with "locked".

@@ -1,8 +1,9 @@
 """Tools: health, editing and the shared credential.
 
-The list, the tool page and creation need grants (who has access, backers'
-requests) and live in ``grants.views.tools``; the usage guide has its own
-module (``catalog.views.guide``).
+The list, the tool page, creation and editing need grants (who has access,
+backers' requests, access ended when a tool becomes a canary) and live in
+``grants.views.tools``, with the forms defined here; the usage guide has its
+own module (``catalog.views.guide``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from accounts.permissions import Capability
 from agentkey.core.errors import DomainError
 from catalog.models import MAX_REQUIRED_APPROVALS, AccessMode, AuthType, CredentialMode, InjectAs, Tool
 from catalog.selectors import tools_for_org
-from catalog.services import KEEP, Keep, tool_rotate_credential, tool_update
+from catalog.services import KEEP, Keep, tool_rotate_credential
 
 EXPIRY_WARNING = timedelta(days=14)
 ROTATION_DUE = timedelta(days=90)
@@ -215,7 +216,8 @@ class ToolEditForm(ApprovalFields, ProxyFields):
         required=False,
         label="Canary tool (a decoy)",
         help_text="No agent should ever ask for it: any request or suggestion for it raises a high alert "
-        "(a sign of prompt injection). Agents see an ordinary tool; it can never be approved.",
+        "(a sign of prompt injection). Agents see an ordinary tool; it can never be approved. "
+        "Marking a tool revokes every approved or pending access to it.",
     )
 
 
@@ -223,50 +225,6 @@ def managed_tool(request: HttpRequest, tool_id: uuid.UUID) -> Tool:
     """A tool of the active organization, or 404."""
     org_id = membership_required(request).org_id
     return get_object_or_404(tools_for_org(org_id), id=tool_id)
-
-
-@console_view(Capability.MANAGE_TOOLS)
-def tool_edit_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
-    membership = membership_required(request)
-    tool = managed_tool(request, tool_id)
-    initial = {
-        "name": tool.name,
-        "url": tool.url,
-        "description": tool.description,
-        "auth_type": tool.auth_type,
-        "credential_expires_on": expiry_initial(tool.credential_expires_at),
-        "is_canary": tool.is_canary,
-        **proxy_initial(tool),
-        **approval_initial(tool),
-    }
-    form = ToolEditForm(request.POST if request.method == "POST" else None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        changes: dict[str, Any] = {**form.proxy_values(), **form.approval_values()}
-        try:
-            tool_update(
-                tool=tool,
-                actor=membership,
-                name=data["name"],
-                url=data["url"],
-                description=data["description"],
-                auth_type=data["auth_type"],
-                credential_expires_at=expiry_change(
-                    data["credential_expires_on"], tool.credential_expires_at
-                ),
-                is_canary=data["is_canary"],
-                **changes,
-            )
-        except DomainError as exc:
-            show_refusal(request, form, exc)
-        else:
-            messages.success(request, f"{tool.name} saved.")
-            return redirect("console:tool", tool_id=tool.id)
-    return render(
-        request,
-        "console/tool/edit.html",
-        {"section": "tools", "tool": tool, "form": form, "mode": MODE_SHORT.get(tool.credential_mode, "")},
-    )
 
 
 # --- rotate the shared credential ------------------------------------------------------------------
@@ -318,6 +276,5 @@ def tool_rotate_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
 
 
 urlpatterns = [
-    path("tools/<uuid:tool_id>/edit", tool_edit_view, name="tool_edit"),
     path("tools/<uuid:tool_id>/rotate", tool_rotate_view, name="tool_rotate"),
 ]

@@ -74,8 +74,10 @@ from grants.services.decisions import (
     grants_expire_due,
 )
 from grants.services.tools import (
+    CANARY_MARKED,
     _open_requests_for_backers,
     tool_add,
+    tool_edit,
     tool_suggestion_accept_into,
 )
 
@@ -85,6 +87,7 @@ __all__ = [
     "ALREADY_PENDING",
     "ASSIGN_ALREADY_APPROVED",
     "AS_REQUESTED",
+    "CANARY_MARKED",
     "CREDENTIAL_NOT_ALLOWED",
     "CREDENTIAL_NOT_CONFIGURED",
     "CREDENTIAL_REQUIRED",
@@ -143,5 +146,6 @@ __all__ = [
     "grants_expire_due",
     "guide_suggest_as_agent",
     "tool_add",
+    "tool_edit",
     "tool_suggestion_accept_into",
 ]

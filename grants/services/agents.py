@@ -162,8 +162,6 @@ def _approved_grant(*, agent: Agent, tool_id: uuid.UUID) -> AccessGrant:
     status = grant.effective_status(timezone.now())
     if status != GrantStatus.APPROVED:
         raise Forbidden(_hint_for(status, tool_id))
-    if grant.tool.is_canary:  # marked a decoy after it was approved: never vended, shown as revoked
-        raise Forbidden(_hint_for(GrantStatus.REVOKED, tool_id))
     grant.agent = agent
     return grant
 

@@ -144,6 +144,9 @@ def grant_approve(
         _check_expiry(expires_at, now)
     with transaction.atomic():
         locked = _lock_pending(grant)
+        # Marked a canary since the caller loaded the tool? Its grants are being revoked
+        # (grants.services.tool_edit): re-read under the grant's lock, never approve.
+        refuse_canary(locked.tool)
         required = locked.tool.required_approvals
         approver = quorum.Approver.of(reviewer)
         prior = quorum.cycle_approvals(locked)
@@ -367,6 +370,9 @@ def grant_assign(
         )
     _check_org_limit(expires_at, now, Organization.objects.get(pk=tool.org_id))
     with transaction.atomic():
+        # The tool row's lock orders this with tool_edit marking the tool a canary: either that
+        # waits and then revokes this grant, or this waits and sees the flag.
+        refuse_canary(Tool.objects.select_for_update(no_key=True).get(pk=tool.pk))
         grant, created = AccessGrant.objects.select_for_update().get_or_create(
             agent=agent, tool=tool, defaults={"org_id": tool.org_id, "reason": "", "requested_at": now}
         )

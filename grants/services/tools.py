@@ -1,4 +1,5 @@
-"""Adding tools, which opens access requests for the agents that suggested them."""
+"""Adding and changing tools: a new tool opens access requests for the agents that suggested it;
+marking a tool as a canary ends every access to it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AgentStatus, Organization
-from accounts.permissions import HumanActor
+from accounts.permissions import Capability, HumanActor, acting_user, require
 from agentkey.core.errors import Conflict
 from audit.models import Action
 from audit.services import audit_record
@@ -18,9 +19,14 @@ from catalog.services import (
     ToolCreated,
     suggestion_accept,
     tool_create,
+    tool_update,
 )
-from grants.models import AccessGrant
-from grants.services.common import _announce_request
+from grants.models import AccessGrant, GrantStatus
+from grants.services.common import _announce_decision, _announce_request, end_access
+from notifications.models import Event
+
+#: The revoke reason of access ended because its tool became a canary.
+CANARY_MARKED = "the tool was marked as a canary (a decoy)"
 
 
 def _open_requests_for_backers(*, tool: Tool, backers: list[Backing]) -> list[AccessGrant]:
@@ -91,3 +97,49 @@ def tool_suggestion_accept_into(
     with transaction.atomic():
         backers = suggestion_accept(suggestion=suggestion, tool=tool, actor=actor)
         return _open_requests_for_backers(tool=tool, backers=backers)
+
+
+def tool_edit(*, tool: Tool, actor: HumanActor, **fields: Any) -> Tool:
+    """Change a tool (``catalog.services.tool_update``, same arguments). Every interface that
+    edits a tool calls this, because marking a tool as a canary (``is_canary=True``) ends every
+    approved or pending grant of it in the same transaction, each audited and announced like a
+    revoke: the agent's next vend gets the revoked hint, and ``refuse_canary`` keeps it from
+    being approved or assigned again. The vend itself never looks at the flag.
+    """
+    if not fields.get("is_canary"):
+        return tool_update(tool=tool, actor=actor, **fields)
+    require(actor, Capability.MANAGE_TOOLS, tool.org_id)
+    with transaction.atomic():
+        # The tool row is locked before its grants: a grant inserted for it meanwhile (its foreign
+        # key check) waits for this commit. The flag is read from the locked row, not from the
+        # caller's copy, which may be stale.
+        tool.is_canary = (
+            Tool.objects.select_for_update().filter(pk=tool.pk).values_list("is_canary", flat=True).get()
+        )
+        marked = not tool.is_canary
+        tool_update(tool=tool, actor=actor, **fields)
+        if marked:
+            _end_access_to_canary(tool=tool, actor=actor)
+    return tool
+
+
+def _end_access_to_canary(*, tool: Tool, actor: HumanActor) -> None:
+    now = timezone.now()
+    ended = list(
+        AccessGrant.objects.select_for_update(of=("self",))
+        .select_related("agent", "secret")
+        .filter(tool_id=tool.id, status__in=(GrantStatus.APPROVED, GrantStatus.PENDING))
+        .order_by("id")
+    )
+    label = actor.audit_actor().label
+    for grant in ended:
+        was = grant.effective_status(now)
+        end_access(grant, decided_by=acting_user(actor), label=label, now=now)
+        grant.tool = tool
+        audit_record(
+            action=Action.GRANT_REVOKED,
+            actor=actor,
+            target=grant,
+            metadata={"from": was, "tool_name": tool.name, "reason": CANARY_MARKED},
+        )
+        _announce_decision(grant, Event.ACCESS_REVOKED, actor, reason=CANARY_MARKED)

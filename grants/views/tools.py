@@ -1,4 +1,5 @@
-"""Tool pages that need grants: the list (who has access), creation (backers' requests), the tool page."""
+"""Tool pages that need grants: the list (who has access), creation (backers' requests), the tool
+page, editing (marking a tool as a canary ends its access)."""
 
 from __future__ import annotations
 
@@ -39,13 +40,19 @@ from catalog.views.tools import (
     Badge,
     ExpiryField,
     ProxyFields,
+    ToolEditForm,
+    approval_initial,
     day_start,
+    expiry_change,
+    expiry_initial,
+    managed_tool,
+    proxy_initial,
     show_refusal,
     tool_health,
 )
 from grants.models import AccessGrant, GrantStatus
 from grants.selectors import grants_for_org
-from grants.services import tool_add
+from grants.services import tool_add, tool_edit
 
 ACTIVITY_LIMIT = 25
 # How the access table is ordered: who can fetch now first, then who is waiting, then history.
@@ -323,8 +330,56 @@ def tool_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
     )
 
 
+# --- edit ------------------------------------------------------------------------------------------
+
+
+@console_view(Capability.MANAGE_TOOLS)
+def tool_edit_view(request: HttpRequest, tool_id: uuid.UUID) -> HttpResponse:
+    membership = membership_required(request)
+    tool = managed_tool(request, tool_id)
+    initial = {
+        "name": tool.name,
+        "url": tool.url,
+        "description": tool.description,
+        "auth_type": tool.auth_type,
+        "credential_expires_on": expiry_initial(tool.credential_expires_at),
+        "is_canary": tool.is_canary,
+        **proxy_initial(tool),
+        **approval_initial(tool),
+    }
+    form = ToolEditForm(request.POST if request.method == "POST" else None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        changes: dict[str, Any] = {**form.proxy_values(), **form.approval_values()}
+        try:
+            tool_edit(
+                tool=tool,
+                actor=membership,
+                name=data["name"],
+                url=data["url"],
+                description=data["description"],
+                auth_type=data["auth_type"],
+                credential_expires_at=expiry_change(
+                    data["credential_expires_on"], tool.credential_expires_at
+                ),
+                is_canary=data["is_canary"],
+                **changes,
+            )
+        except DomainError as exc:
+            show_refusal(request, form, exc)
+        else:
+            messages.success(request, f"{tool.name} saved.")
+            return redirect("console:tool", tool_id=tool.id)
+    return render(
+        request,
+        "console/tool/edit.html",
+        {"section": "tools", "tool": tool, "form": form, "mode": MODE_SHORT.get(tool.credential_mode, "")},
+    )
+
+
 urlpatterns = [
     path("tools/", tools_view, name="tools"),
     path("tools/new", tool_create_view, name="tool_create"),
     path("tools/<uuid:tool_id>/", tool_view, name="tool"),
+    path("tools/<uuid:tool_id>/edit", tool_edit_view, name="tool_edit"),
 ]

@@ -105,3 +105,70 @@ def test_a_count_straddling_the_end_of_its_window_is_not_a_limiter_outage(settin
     state = ratelimit.hit(RequestFactory().get("/api/tools/x/credentials"), tier="credential", key=key)
     assert state.remaining == 60 - 1
     assert state.reset >= 1
+
+
+class FrozenClock:
+    """``time.time()`` stopped at one instant, for both limiters."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def rate_limit_keys() -> set[bytes]:
+    client: Any = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    return set(client.scan_iter("agentkey-test:*:rl:*"))
+
+
+@pytest.mark.parametrize("their_rate", ["5/m", (5, 60)])
+@pytest.mark.parametrize("first", ["ours", "django-ratelimit"])
+def test_the_fast_path_and_django_ratelimit_count_on_one_counter_and_window(
+    settings, monkeypatch, round_trips, first, their_rate
+):
+    """The fast path builds django-ratelimit's counter itself: ``_make_cache_key`` and
+    ``EXPIRATION_FUDGE`` from django_ratelimit.core, and ``_window_end``, a one-clock-reading copy
+    of its private ``_get_window``. django-ratelimit has no public API for the key or the window
+    (only ``get_usage`` and ``is_ratelimited``), so they stay, and this test is their guard: if an
+    upgrade changes the key, the window or the expiry, the two paths stop sharing one counter."""
+    settings.AGENTKEY_RATELIMITS = {**settings.AGENTKEY_RATELIMITS, "read": "5/m"}
+    key = f"agent:shared-{first}-{their_rate!r}"
+    clock = FrozenClock(1_800_000_017.25)  # inside a minute: the window end is staggered per key
+    monkeypatch.setattr(ratelimit, "time", clock)
+    monkeypatch.setattr(django_ratelimit.core, "time", clock)
+
+    def no_fallback(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the Redis fast path fell back to get_usage")
+
+    monkeypatch.setattr(ratelimit, "get_usage", no_fallback)
+    request = RequestFactory().get("/api/tools")
+
+    def ours() -> tuple[int, int]:
+        usage = ratelimit._usage(request, tier="read", key=key, rate=ratelimit.rate_for("read"))
+        assert usage is not None
+        return int(usage["count"]), int(usage["time_left"])
+
+    def theirs() -> tuple[int, int]:
+        usage = django_ratelimit.core.get_usage(
+            request, group="agentkey.read", key=lambda _group, _request: key, rate=their_rate, increment=True
+        )
+        assert usage is not None
+        return int(usage["count"]), int(usage["time_left"])
+
+    paths = [ours, theirs] if first == "ours" else [theirs, ours]
+    before = rate_limit_keys()
+    round_trips.clear()
+    seen = [paths[n % 2]() for n in range(6)]
+
+    assert [count for count, _ in seen] == [1, 2, 3, 4, 5, 6], "one counter, counted by both"
+    window_end = django_ratelimit.core._get_window(key, 60)
+    assert {time_left for _, time_left in seen} == {window_end - int(clock.now)}, "one window, one reset"
+    assert window_end % 60 != 0, "a staggered window, not the minute boundary"
+    [counter] = rate_limit_keys() - before
+    client: Any = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    assert client.get(counter) == b"6"
+    assert 60 < client.ttl(counter) <= 60 + django_ratelimit.core.EXPIRATION_FUDGE
+    assert sum(b"MULTI" in sent for sent in round_trips) == 3, "our three hits took the one-round-trip path"
+    with pytest.raises(RateLimited):
+        ratelimit.hit(request, tier="read", key=key)

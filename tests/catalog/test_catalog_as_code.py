@@ -221,6 +221,45 @@ def test_import_applies_the_changes_through_audited_services_and_reimport_is_ide
     assert audit_log.new() == []
 
 
+STRIPE_IN_ANOTHER_FORM = (
+    "tools:\n- config_key: stripe\n  name: Stripe\n  access_mode: proxy\n"
+    "  upstream_origin: 'HTTPS://API.Stripe.com:443/'\n  inject_name: ' X-Api-Key '\n"
+    "  inject_template: ' {credential} '\n"
+)
+
+
+def test_proxy_fields_in_another_form_are_unchanged_as_the_update_service_sees_them(
+    org, seeded, tmp_path, audit_log
+):
+    """Upper case, the default port, a trailing slash and spaces are only the form: the plan
+    compares through the services' own cleaning (catalog.upstream), not a look-alike of it."""
+    path = write(tmp_path, STRIPE_IN_ANOTHER_FORM)
+    audit_log.mark()
+
+    planned = cli_json("import_catalog", "--org", org.slug, path, "--dry-run")
+    done = cli_json("import_catalog", "--org", org.slug, path)
+
+    assert (planned["changed"], planned["unchanged"]) == ({}, ["stripe"])
+    assert (done["changed"], done["unchanged"]) == ({}, ["stripe"])
+    assert audit_log.new() == []
+    stripe = tools_of(org)["stripe"]
+    assert (stripe.upstream_origin, stripe.inject_name, stripe.inject_template) == (
+        "https://api.stripe.com",
+        "X-Api-Key",
+        "{credential}",
+    )
+
+
+def test_the_dry_run_reports_an_origin_the_update_service_would_refuse(org, seeded, tmp_path):
+    text = STRIPE_IN_ANOTHER_FORM.replace("HTTPS://API.Stripe.com:443/", "https://10.0.0.7")
+
+    error = import_error("--org", org.slug, write(tmp_path, text), "--dry-run")
+
+    assert "tools[0].upstream_origin" in str(error)
+    assert "upstream origin is refused" in str(error)
+    assert tools_of(org)["stripe"].upstream_origin == "https://api.stripe.com"
+
+
 def test_a_partial_entry_keeps_the_fields_it_leaves_out(org, seeded, tmp_path):
     path = write(tmp_path, "tools:\n- config_key: linear\n  name: Linear\n  url: https://linear.app/\n")
 

@@ -12,7 +12,9 @@ from functools import partial
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,6 +22,7 @@ from accounts.lifecycle import org_set_lifecycle_policy
 from accounts.models import Role
 from agentkey.core.errors import Conflict, Forbidden
 from audit.models import Action, AuditEvent
+from audit.services import audit_record
 from grants.models import AccessGrant, GrantStatus
 from grants.reviews import NOT_UNDER_REVIEW, grant_recertify, grant_review_revoke, grants_review_due
 from grants.services import grant_approve, grant_assign, grant_request
@@ -273,3 +276,98 @@ def test_separation_of_duties_also_keeps_the_tools_owner_from_recertifying(
     stored = AccessGrant.objects.get(pk=grant.pk)
     assert stored.review_requested_at is not None, "still waiting for someone else"
     assert not AuditEvent.objects.filter(action=Action.GRANT_RECERTIFIED).exists()
+
+
+# --- batches: a large organization never locks all its due access at once -------------------------
+
+
+def agents_with_access(org: Any, tool: Any, operator: Any, count: int) -> list[AccessGrant]:
+    """``count`` approved grants, certified one second apart in creation order (the job's order)."""
+    start = timezone.now()
+    grants = []
+    for n in range(count):
+        grant = grant_assign(agent=factories.make_agent(org, f"bulk-{n}").agent, tool=tool, actor=operator)
+        AccessGrant.objects.filter(pk=grant.pk).update(certified_at=start + timedelta(seconds=n))
+        grants.append(grant)
+    return grants
+
+
+def locking_selects(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"] and "grants_" in q["sql"]]
+
+
+def test_more_due_access_than_one_batch_is_all_handled_in_batches(org, reviews_on, tool, operator, hook):
+    grants = agents_with_access(org, tool, operator, 7)
+    run_at = timezone.now() + AFTER + timedelta(minutes=1)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert grants_review_due(now=run_at, batch_size=2).requested == 7
+
+    assert AccessGrant.objects.filter(review_requested_at=run_at).count() == 7
+    selects = locking_selects(queries)
+    assert len(selects) == 1 + 4, "one empty expiry batch, then 2 + 2 + 2 + 1 reviews opened"
+    assert all("LIMIT 2 FOR UPDATE" in s and s.rstrip().endswith("SKIP LOCKED") for s in selects), selects
+    [body] = sent(hook, Event.ACCESS_REVIEW_DUE)
+    assert body["data"]["count"] == "7", "one summary for the organization, not one per batch"
+    assert body["data"]["grants"].split("; ")[0] == "bulk-0 → Linear"
+    assert body["data"]["grants"].endswith("; and 2 more")
+
+    expired = grants_review_due(now=run_at + GRACE, batch_size=3)
+    assert (expired.expired, expired.requested) == (7, 0)
+    assert AccessGrant.objects.filter(pk__in=[g.pk for g in grants], status=GrantStatus.REVOKED).count() == 7
+    assert AuditEvent.objects.filter(action=Action.GRANT_REVIEW_EXPIRED).count() == 7
+    assert len(sent(hook, Event.ACCESS_REVIEW_EXPIRED)) == 7
+
+
+def failing_for(monkeypatch: pytest.MonkeyPatch, grant: AccessGrant) -> None:
+    """The review job's audit write fails for ``grant`` (the database refusing it, say)."""
+
+    def refusing(**kwargs: Any) -> Any:
+        if kwargs["target"].pk == grant.pk:
+            raise RuntimeError("audit write refused")
+        return audit_record(**kwargs)
+
+    monkeypatch.setattr("grants.reviews.audit_record", refusing)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_in_the_second_batch_keeps_the_first_batch_committed_and_announced(
+    org, reviews_on, tool, operator, hook, monkeypatch
+):
+    grants = agents_with_access(org, tool, operator, 5)
+    run_at = timezone.now() + AFTER + timedelta(minutes=1)
+    failing_for(monkeypatch, grants[2])  # the first row of the second batch
+
+    with pytest.raises(RuntimeError, match="audit write refused"):
+        grants_review_due(now=run_at, batch_size=2)
+
+    assert transaction.get_autocommit(), "no transaction left open: what is read here is committed"
+    opened = set(AccessGrant.objects.filter(review_requested_at=run_at).values_list("id", flat=True))
+    assert opened == {grants[0].id, grants[1].id}
+    audited = AuditEvent.objects.filter(action=Action.GRANT_REVIEW_REQUESTED).values_list(
+        "target_id", flat=True
+    )
+    assert sorted(audited) == sorted([str(grants[0].id), str(grants[1].id)])
+    [body] = sent(hook, Event.ACCESS_REVIEW_DUE)
+    assert (body["data"]["count"], body["data"]["grants"]) == ("2", "bulk-0 → Linear; bulk-1 → Linear")
+
+    monkeypatch.undo()
+    assert grants_review_due(now=run_at + timedelta(minutes=5), batch_size=2).requested == 3
+    assert AccessGrant.objects.filter(review_requested_at__isnull=False).count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_in_the_second_expiry_batch_keeps_the_first_batch_revoked(
+    org, reviews_on, tool, operator, monkeypatch
+):
+    grants = agents_with_access(org, tool, operator, 3)
+    opened = timezone.now() + AFTER + timedelta(minutes=1)
+    assert grants_review_due(now=opened).requested == 3
+    failing_for(monkeypatch, grants[2])
+
+    with pytest.raises(RuntimeError, match="audit write refused"):
+        grants_review_due(now=opened + GRACE, batch_size=2)
+
+    status = dict(AccessGrant.objects.filter(org=org).values_list("id", "status"))
+    assert [status[g.id] for g in grants] == [GrantStatus.REVOKED, GrantStatus.REVOKED, GrantStatus.APPROVED]
+    assert AuditEvent.objects.filter(action=Action.GRANT_REVIEW_EXPIRED).count() == 2

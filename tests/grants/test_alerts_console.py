@@ -12,7 +12,8 @@ from accounts.permissions import Operator
 from agentkey.core.errors import Forbidden
 from audit.models import Action, AuditEvent
 from grants.anomalies import alert_acknowledge, alert_raise, canary_requested
-from grants.models import Alert, AlertRule, AlertSeverity
+from grants.models import Alert, AlertRule, AlertSeverity, GrantStatus
+from grants.services import CANARY_MARKED, grant_assign
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +99,10 @@ def test_only_owners_and_admins_change_the_kill_switch(org, role):
     assert not AuditEvent.objects.filter(action=Action.ORG_SETTINGS_CHANGED).exists()
 
 
-def test_an_admin_marks_a_tool_as_a_canary_in_the_tool_form(org, admin_member, tool):
+def test_an_admin_marks_a_tool_as_a_canary_in_the_tool_form_which_revokes_its_access(
+    org, admin_member, agent, tool
+):
+    grant = grant_assign(agent=agent, tool=tool, actor=admin_member)
     client = signed_in(admin_member)
     edit = reverse("console:tool_edit", args=[tool.id])
     assert 'name="is_canary"' in client.get(edit).content.decode()
@@ -114,8 +118,14 @@ def test_an_admin_marks_a_tool_as_a_canary_in_the_tool_form(org, admin_member, t
     assert tool.is_canary is True
     updated = AuditEvent.objects.filter(action=Action.TOOL_UPDATED).latest("id")
     assert updated.metadata["is_canary"] is True
+    grant.refresh_from_db()
+    assert (grant.status, grant.decided_by_id) == (GrantStatus.REVOKED, admin_member.user_id)
+    revoked = AuditEvent.objects.get(action=Action.GRANT_REVOKED)
+    assert (revoked.target_id, revoked.metadata["reason"]) == (str(grant.id), CANARY_MARKED)
     del form["is_canary"]
     client.post(edit, form)
+    grant.refresh_from_db()
+    assert grant.status == GrantStatus.REVOKED, "unmarking gives no access back"
     tool.refresh_from_db()
     assert tool.is_canary is False
 

@@ -3,19 +3,32 @@ injection). The agent sees an ordinary tool; no interface can ever make one vend
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from accounts.models import AgentStatus
 from accounts.services import AGENT_SUSPENDED
 from agentkey.core.errors import Conflict, ValidationFailed
 from audit.models import Action, AuditEvent
-from catalog.services import tool_update
+from catalog.models import Tool
 from grants.anomalies import CANARY_NOT_APPROVABLE
 from grants.models import AccessGrant, AlertRule, AlertSeverity, GrantStatus
-from grants.services import grant_approve, grant_assign
+from grants.services import (
+    CANARY_MARKED,
+    NOT_APPROVED,
+    NOT_APPROVED_HINTS,
+    grant_approve,
+    grant_assign,
+    grant_deny,
+    tool_edit,
+)
+from notifications.models import Delivery, Event
 from tests import factories
 from tests.grants.alerting import alert_channel, alert_deliveries, alerts, delivered_text, kill_switch
-from tests.support.http import access_of
+from tests.notifications.conftest import connect, receiver
+from tests.support.http import AgentClient, access_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loopback")]
 
@@ -79,7 +92,7 @@ def test_suggesting_a_canary_raises_a_high_alert_and_gets_the_same_answer_as_any
     assert AuditEvent.objects.filter(action=Action.TOOL_SUGGESTION_REDIRECTED).count() == 2
 
 
-def test_a_canary_can_never_be_approved_assigned_or_vended(org, agent, api, canary, approver, operator):
+def test_a_canary_can_never_be_approved_or_assigned(org, agent, api, canary, approver, operator):
     api.request_access(canary.id)
     grant = AccessGrant.objects.get(agent=agent, tool=canary)
     with pytest.raises(Conflict) as refused:
@@ -91,20 +104,85 @@ def test_a_canary_can_never_be_approved_assigned_or_vended(org, agent, api, cana
         grant_assign(agent=other, tool=canary, actor=operator)
     grant.refresh_from_db()
     assert grant.status == GrantStatus.PENDING
-    vend = api.credentials(canary.id)
-    assert vend.status_code == 403
-    assert "credential" not in vend.json()
+    assert not AccessGrant.objects.filter(agent=other, tool=canary).exists()
 
 
-def test_a_tool_marked_canary_after_approval_is_never_vended_again(org, agent, api, tool, operator):
+def test_an_assignment_holding_a_stale_copy_of_the_tool_is_refused_once_it_is_a_canary(
+    org, agent, tool, operator
+):
+    stale = Tool.objects.get(pk=tool.pk)  # loaded by the assigning form before the mark
+    tool_edit(tool=tool, actor=operator, is_canary=True)
+    assert stale.is_canary is False
+    with pytest.raises(Conflict) as refused:
+        grant_assign(agent=agent, tool=stale, actor=operator)
+    assert refused.value.message == CANARY_NOT_APPROVABLE.format(tool=tool.name)
+    assert not AccessGrant.objects.filter(agent=agent, tool=tool).exists()
+
+
+def revoked_hint(tool_id):
+    return {"error": NOT_APPROVED, "hint": NOT_APPROVED_HINTS[GrantStatus.REVOKED].format(tool_id=tool_id)}
+
+
+def test_marking_a_tool_as_a_canary_revokes_its_approved_and_pending_access_like_a_revoke(
+    org, agent, api, tool, operator
+):
     grant_assign(agent=agent, tool=tool, actor=operator)
     assert api.credentials(tool.id).status_code == 200
-    tool_update(tool=tool, actor=operator, is_canary=True)
+    asking = factories.make_agent(org, "Asking-Agent")
+    assert AgentClient(asking.key.plaintext).request_access(tool.id).status_code == 201
+    refused_before = factories.make_agent(org, "Denied-Agent")
+    assert AgentClient(refused_before.key.plaintext).request_access(tool.id).status_code == 201
+    grant_deny(
+        grant=AccessGrant.objects.get(agent=refused_before.agent, tool=tool),
+        reviewer=operator,
+        reason="Not for this team.",
+    )
+    with receiver() as server:
+        connect(org, operator, server, "slack", events=["access.revoked"])
+        tool_edit(tool=tool, actor=operator, is_canary=True)
     assert AuditEvent.objects.filter(action=Action.TOOL_UPDATED).latest("id").metadata["is_canary"] is True
+
     refused = api.credentials(tool.id)
-    assert refused.status_code == 403
-    assert refused.json()["error"] == "This tool has not been approved for the agent."
-    assert "credential" not in refused.json()
+    assert (refused.status_code, refused.json()) == (403, revoked_hint(tool.id))
+    approved = AccessGrant.objects.get(agent=agent, tool=tool)
+    pending = AccessGrant.objects.get(agent=asking.agent, tool=tool)
+    for grant in (approved, pending):
+        assert (grant.status, grant.decided_by_label) == (GrantStatus.REVOKED, operator.audit_actor().label)
+        assert grant.decided_at is not None
+    assert AccessGrant.objects.get(agent=refused_before.agent, tool=tool).status == GrantStatus.DENIED
+    revoked = AuditEvent.objects.filter(action=Action.GRANT_REVOKED).order_by("id")
+    assert {(e.target_id, e.metadata["from"]) for e in revoked} == {
+        (str(approved.id), GrantStatus.APPROVED),
+        (str(pending.id), GrantStatus.PENDING),
+    }
+    assert {e.metadata["reason"] for e in revoked} == {CANARY_MARKED}
+    assert {e.actor_label for e in revoked} == {operator.audit_actor().label}
+    notified = Delivery.objects.filter(event=Event.ACCESS_REVOKED)
+    assert sorted(d.payload["subject"]["agent"] for d in notified) == ["Asking-Agent", "Onboarding-Agent"]
+    # Asking again is a request for a decoy now: pending, alerted, and never approvable.
+    assert api.request_access(tool.id).status_code == 201
+    assert len(alerts(AlertRule.CANARY)) == 1
+    with pytest.raises(Conflict):
+        grant_approve(grant=AccessGrant.objects.get(agent=agent, tool=tool), reviewer=operator)
+
+
+def test_editing_a_tool_that_already_is_a_canary_leaves_its_pending_requests_alone(
+    org, agent, api, canary, operator
+):
+    assert api.request_access(canary.id).status_code == 201
+    tool_edit(tool=canary, actor=operator, is_canary=True, description="Payroll for the whole group.")
+    assert AccessGrant.objects.get(agent=agent, tool=canary).status == GrantStatus.PENDING
+    assert not AuditEvent.objects.filter(action=Action.GRANT_REVOKED).exists()
+
+
+def test_a_stale_copy_of_the_tool_still_ends_the_access_when_it_is_marked(org, agent, api, tool, operator):
+    grant_assign(agent=agent, tool=tool, actor=operator)
+    stale = Tool.objects.get(pk=tool.pk)
+    stale.is_canary = True  # what another admin's form would hold after an unmark it did not see
+    tool_edit(tool=stale, actor=operator, is_canary=True)
+    assert Tool.objects.get(pk=tool.pk).is_canary is True
+    assert AccessGrant.objects.get(agent=agent, tool=tool).status == GrantStatus.REVOKED
+    assert api.credentials(tool.id).json() == revoked_hint(tool.id)
 
 
 def test_with_the_kill_switch_on_a_canary_request_suspends_the_agent(org, agent, api, tool, canary, operator):
@@ -150,6 +228,36 @@ def test_catalog_as_code_exports_and_imports_the_canary_flag(org, canary, operat
     with pytest.raises(ValidationFailed) as invalid:
         parse_catalog('version: 1\ntools:\n  - config_key: x\n    name: X\n    is_canary: "yes"\n', "yaml")
     assert any(d.message == "must be true or false." for d in invalid.value.details)
+
+
+def test_importing_a_catalog_that_marks_a_tool_as_a_canary_revokes_its_access(
+    org, agent, api, tool, operator
+):
+    from catalog.ascode import catalog_export, parse_catalog, render
+    from grants.catalog_import import catalog_import
+
+    grant_assign(agent=agent, tool=tool, actor=operator)
+    document = catalog_export(org)
+    [entry] = [t for t in document["tools"] if t["config_key"] == tool.config_key]
+    entry["is_canary"] = True
+    catalog_import(org=org, actor=operator, specs=parse_catalog(render(document, "yaml"), "yaml"))
+    assert Tool.objects.get(pk=tool.pk).is_canary is True
+    assert AccessGrant.objects.get(agent=agent, tool=tool).status == GrantStatus.REVOKED
+    revoked = AuditEvent.objects.get(action=Action.GRANT_REVOKED)
+    assert revoked.metadata["reason"] == CANARY_MARKED
+    assert api.credentials(tool.id).json() == revoked_hint(tool.id)
+
+
+def test_every_interface_edits_tools_through_the_service_that_ends_canary_access():
+    """catalog.services.tool_update alone would leave the grants of a new canary open."""
+    root = Path(__file__).resolve().parents[2]
+    callers = {
+        str(path.relative_to(root))
+        for app in ("accounts", "catalog", "grants", "notifications", "agentkey")
+        for path in (root / app).rglob("*.py")
+        if re.search(r"(?<!def )\btool_update\(", path.read_text())
+    }
+    assert callers == {"grants/services/tools.py"}
 
 
 def test_another_organizations_agent_never_reaches_the_canary(canary, stranger_api):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from grants.services import grant_assign
 from tests import factories
@@ -33,3 +34,40 @@ def test_listing_tools_is_two_queries_however_many_tools(org, tools, django_asse
         assert len(client.tools().json()["tools"]) == tools
     with django_assert_num_queries(2):
         assert client.me().json()["tools_available"] == tools
+
+
+def _prepared_on_this_connection() -> dict[str, int]:
+    """Statement text -> how many times it ran as a prepared statement, in this session."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.parametrize("prepare", [True, False])
+def test_the_vend_statements_are_prepared_once_per_connection(org, operator, monkeypatch, prepare):
+    assert connection.settings_dict["OPTIONS"]["prepare_threshold"] == 0  # AGENTKEY_DB_PREPARE's default
+    if not prepare:
+        monkeypatch.delitem(connection.settings_dict["OPTIONS"], "prepare_threshold")
+    issued = factories.make_agent(org)
+    tool = factories.make_tool(org)
+    grant_assign(agent=issued.agent, tool=tool, actor=operator)
+    client = AgentClient(issued.key.plaintext)
+    connection.close()  # a new session: nothing prepared yet
+    for _ in range(3):
+        assert client.credentials(tool.id).status_code == 200
+
+    prepared = _prepared_on_this_connection()
+    runs = {
+        kind: [n for statement, n in prepared.items() if statement.startswith(start)]
+        for kind, start in [
+            ("key", 'SELECT "k"."id"'),
+            ("grant", 'SELECT "g"."id"'),
+            ("audit", 'INSERT INTO "audit_auditevent"'),
+        ]
+    }
+    if prepare:
+        # Each prepared once in this session and run by every vend (the vends' audit rows
+        # share one parameter-type signature, so one INSERT).
+        assert runs == {"key": [3], "grant": [3], "audit": [3]}, prepared
+    else:
+        assert runs == {"key": [], "grant": [], "audit": []}, prepared
