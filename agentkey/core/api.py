@@ -166,6 +166,11 @@ class JSONOnlyNegotiation(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+#: The agent API's Content-Security-Policy: its answers are JSON (or a proxied upstream's body),
+#: never a page, so nothing may load, run or frame them. A constant: no per-response building.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
 class RateLimitedAPIView(APIView):
     """An API view counted against the pre-auth tier (per client IP) and then
     against ``ratelimit_tier`` for the authenticated principal.
@@ -202,6 +207,7 @@ class RateLimitedAPIView(APIView):
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
+        response["Content-Security-Policy"] = API_CSP
         state: ratelimit.RateLimitState | None = getattr(self, "ratelimit_state", None)
         if state is not None:
             for name, value in state.headers().items():

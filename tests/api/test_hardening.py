@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import AgentKey
 from accounts.services import agent_suspend
+from agentkey.core.api import API_CSP
 from audit.models import Action, AuditEvent
 from catalog.models import GuideSuggestion, ToolSuggestion
 from grants.services import grant_assign
@@ -79,3 +80,24 @@ def test_head_on_the_vend_is_refused_and_audits_nothing(api, agent, tool, operat
     response = api.client.head(f"/api/tools/{tool.id}/credentials", headers=api._headers({}))
     assert response.status_code == 405
     assert AuditEvent.objects.filter(action=Action.CREDENTIAL_VENDED).count() == before
+
+
+def test_agent_api_answers_carry_a_constant_policy_that_lets_nothing_load_and_pages_keep_theirs(
+    api, agent, tool, operator, client
+):
+    grant_assign(agent=agent, tool=tool, actor=operator)
+    answers = [
+        api.credentials(tool.id),
+        api.tools(),
+        AgentClient("sk_agent_" + "x" * 40).tools(),  # refused before authentication succeeds
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 401]
+    for answer in answers:
+        assert answer["Content-Security-Policy"] == API_CSP
+    assert "default-src 'none'" in API_CSP
+    assert "frame-ancestors 'none'" in API_CSP
+    # The sign-in page still gets the pages' policy (built by django-csp from the settings).
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    assert "default-src 'self'" in page["Content-Security-Policy"]
+    assert "script-src 'self'" in page["Content-Security-Policy"]
