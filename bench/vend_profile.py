@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/vend_profile.py                 # 2,000 timed vends + a cProfile pass
     .venv/bin/python bench/vend_profile.py --vends 5000 --top 30
+    git worktree add /tmp/before <commit>       # a before/after on this machine, alternating:
+    .venv/bin/python bench/vend_profile.py --code /tmp/before
 
 Creates a private PostgreSQL database (``agentkey_bench_h5_profile``, dropped at the end),
 migrates it, seeds one organization, agent and approved grant through the services, then
@@ -165,29 +167,6 @@ def instrument() -> None:
     connection.execute_wrappers.append(count_sql)
 
 
-def before_issue_7() -> None:
-    """Put back what issue #7 changed on the vend path, in this process only."""
-    from django.db.models.query import QuerySet
-
-    from accounts.models import AgentKey
-    from agentkey.core import ratelimit
-    from grants.models import AccessGrant
-
-    class NotRedis:  # ratelimit._usage then takes its generic path: django-ratelimit's get_usage
-        pass
-
-    setattr(ratelimit, "RedisCache", NotRedis)  # noqa: B010
-    getitem = QuerySet.__getitem__
-
-    def first_like(self: QuerySet[Any], k: Any) -> Any:
-        # The lookups were .first(): ORDER BY id ASC LIMIT 1, ordering compiled on every call.
-        if isinstance(k, slice) and self.model in (AccessGrant, AgentKey) and not self.ordered:
-            self = self.order_by("pk")
-        return getitem(self, k)
-
-    QuerySet.__getitem__ = first_like  # type: ignore[method-assign]
-
-
 def environ(path: str, key: str) -> dict[str, Any]:
     return {
         "REQUEST_METHOD": "GET",
@@ -288,12 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-db", type=int, default=15)
     parser.add_argument("--sort", default="tottime", help="cProfile order: tottime or cumulative")
     parser.add_argument(
-        "--before",
-        action="store_true",
-        help="the vend as before issue #7, for a before/after: rate limits through django-ratelimit's "
-        "get_usage (three Redis round trips per tier) and the key and grant lookups with .first()",
+        "--code",
+        type=Path,
+        help="profile the project in this directory instead (a git worktree of an earlier commit, "
+        "say), for a before/after on the same machine with the same packages",
     )
     args = parser.parse_args(argv)
+    if args.code is not None:
+        sys.path.insert(0, str(args.code.resolve()))
     configure(args.db, args.redis_db)
     import django
 
@@ -307,8 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         app = get_wsgi_application()
         path = f"/api/tools/{tool_id}/credentials"
         instrument()
-        if args.before:
-            before_issue_7()
         for _ in range(args.warmup):
             vend_once(app, path, key)
         totals: list[float] = []
@@ -321,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             totals.append(time.perf_counter() - started)
             for name, value in spent.items():
                 per_phase[name].append(value)
-        print(f"{'before' if args.before else 'after'} issue #7; load average {os.getloadavg()}")
+        print(f"code: {args.code or ROOT}; load average {os.getloadavg()}")
         print(f"{args.vends} vends in one thread, production settings, PostgreSQL + Redis on 127.0.0.1\n")
         report(totals, per_phase)
         print()
