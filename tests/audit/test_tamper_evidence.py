@@ -229,6 +229,49 @@ def test_dropping_the_newest_checkpoint_with_its_events_is_caught_by_the_anchor(
     assert len(anchor_file.read_text().splitlines()) == 3
 
 
+def test_a_configured_anchor_file_that_is_gone_is_reported_with_what_to_do(
+    sealed: list[AuditEvent], anchor_file: Path
+) -> None:
+    anchor_file.unlink()
+    report = audit_verify()
+    assert not report.ok
+    assert [p.kind for p in report.problems] == ["anchor_unreadable"]
+    assert str(anchor_file) in report.problems[0].detail
+    assert "does not exist" in report.problems[0].detail
+    assert "Restore it" in report.problems[0].detail
+    # The same for a file given on the command line, and the command fails.
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 problem"):
+        call_command(
+            "audit_verify", "--anchor-file", str(anchor_file.with_name("elsewhere.jsonl")), stdout=out
+        )
+    assert (
+        f"PROBLEM anchor_unreadable: anchor file {anchor_file.with_name('elsewhere.jsonl')} cannot"
+        in out.getvalue()
+    )
+
+
+def test_an_unreadable_or_garbled_anchor_file_is_reported(
+    sealed: list[AuditEvent], anchor_file: Path
+) -> None:
+    anchor_file.write_text(anchor_file.read_text() + "not json\n")
+    garbled = audit_verify()
+    assert [p.kind for p in garbled.problems] == ["anchor_unreadable"]
+    assert "line 4 is not an anchor line" in garbled.problems[0].detail
+    anchor_file.unlink()
+    anchor_file.mkdir()  # a directory where the file should be: reading it fails
+    assert [p.kind for p in audit_verify().problems] == ["anchor_unreadable"]
+
+
+def test_no_anchor_file_yet_is_fine_while_nothing_is_sealed(anchor_file: Path) -> None:
+    _write(2)
+    assert not anchor_file.exists()
+    assert audit_verify().ok
+    seal_checkpoints()
+    assert anchor_file.exists(), "the seal job writes the first anchor line"
+    assert audit_verify().ok
+
+
 def test_editing_or_removing_a_middle_checkpoint_breaks_the_chain(sealed: list[AuditEvent]) -> None:
     _tamper("UPDATE audit_auditcheckpoint SET events_digest = repeat('0', 64) WHERE sequence = 1")
     assert {p.kind for p in audit_verify().problems} >= {"checkpoint_invalid", "checkpoint_chain_broken"}

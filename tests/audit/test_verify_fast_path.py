@@ -28,7 +28,8 @@ from audit import signing
 from audit.models import Action, AuditCheckpoint, AuditEvent
 from audit.sealing import seal_checkpoints
 from audit.services import AuditRef, SystemActor, audit_record
-from audit.verify import _copy_lines, _Rows, _segments, audit_verify
+from audit.verifier import Verifier
+from audit.verify import _copy_lines, _orjson_canonical, _Rows, _segments, audit_verify
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -249,17 +250,129 @@ def test_the_fast_path_accepts_exactly_what_the_signer_signed(
         )
     finally:
         context.reset(token)
-    rows = _Rows(signing.get_audit_keys().keys)
-    with transaction.atomic():
-        line = next(_copy_lines(connection.connection, event.id, event.id))
-    ((event_id, signature, _org, ok),) = rows.lines(iter([line]))
-    assert (event_id, signature, ok) == (event.id, event.signature, True)
+    assert _intact(event.id)
     # One character more anywhere in the content and it no longer verifies.
     _tamper("UPDATE audit_auditevent SET actor_label = actor_label || 'x' WHERE id = %s", [event.id])
+    assert not _intact(event.id)
+
+
+def _intact(event_id: int) -> bool:
+    """What audit_verify's COPY walk says of one (unsealed) event: does it match its signature?"""
+    keys = signing.get_audit_keys().keys
     with transaction.atomic():
-        line = next(_copy_lines(connection.connection, event.id, event.id))
-    ((_id, _sig, _org, ok),) = rows.lines(iter([line]))
-    assert not ok
+        lines = list(_copy_lines(connection.connection, event_id, event_id))
+    report = _Rows(keys).check(Verifier(keys=keys, checkpoints=[]), lines)
+    assert (report.events, report.unsealed_events) == (1, 1)
+    assert all(p.event_id == event_id for p in report.problems)
+    return report.ok
+
+
+@pytest.mark.parametrize(
+    ("signed", "forged"),
+    [
+        ("a\nb", "a\\nb"),  # COPY writes a newline as \n, JSON too: the same bytes, not the same text
+        ("a\tb", "a\\tb"),
+        ("x\\y", "x\\\\y"),
+        ('say "hi"', "say hi"),
+        ("zwölf", "zw\\u00f6lf"),  # the signer escapes the ö; the forgery spells the escape out
+        ("bell\x07", "bell\\u0007"),
+        ("del\x7f", "del\\u007f"),
+        ("v\x0b", "v\\u000b"),
+    ],
+)
+def test_text_the_template_cannot_render_verifies_exactly(signed: str, forged: str) -> None:
+    """Escapes, quotes, control characters and non-ASCII in a text column: the legitimate row
+    verifies, and a row holding the text that renders to the signed bytes does not."""
+    event = audit_record(action=Action.TOOL_UPDATED, actor=SystemActor(label=signed), org_id=ORG)
+    assert _intact(event.id)
+    _tamper("UPDATE audit_auditevent SET actor_label = %s WHERE id = %s", [forged, event.id])
+    assert not _intact(event.id)
+
+
+def test_a_quote_cannot_move_text_between_columns() -> None:
+    event = audit_record(action=Action.TOOL_UPDATED, actor=SystemActor(label="alice"), org_id=ORG)
+    # actor_id and actor_label spliced so that, pasted into the template, they would spell the
+    # signed pair: caught, because a quote in a text column sends the row to the exact path.
+    actor_id = AuditEvent.objects.get(id=event.id).actor_id
+    _tamper(
+        "UPDATE audit_auditevent SET actor_id = %s, actor_label = '' WHERE id = %s",
+        [f'{actor_id}","actor_label":"alice', event.id],
+    )
+    assert not _intact(event.id)
+
+
+# Floats of every magnitude (Python's repr turns to exponents below 1e-4 and from 1e16 on,
+# orjson differently), integers past 64 bits, and text with whatever JSON or COPY escapes.
+_any_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8)
+_edgy_text = st.text(alphabet='"\\/\n\t\x07\x1f\x7f -eE+.0é✓', max_size=8)
+_metadata = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=-1e-3, max_value=1e-3)
+    | st.sampled_from([1e-5, 0.0001, 9.999e-5, 1e16, 1e22, -0.0, 5e-324, 1.7976931348623157e308])
+    | st.one_of(_any_text, _edgy_text),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.one_of(_any_text, _edgy_text), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _copy_escaped(text: str) -> bytes:
+    """A value as COPY's text format writes it (backslash and control characters escaped)."""
+    escapes = {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+    return "".join(escapes.get(c, c) for c in text).encode("utf-8")
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=_metadata, spacing=st.sampled_from([(", ", ": "), (",", ":")]), ascii_only=st.booleans())
+def test_orjson_gives_the_canonical_metadata_bytes_or_steps_aside(
+    value: Any, spacing: tuple[str, str], ascii_only: bool
+) -> None:
+    """The fast path (orjson) either declines or writes exactly the exact encoder's bytes, for
+    jsonb-like text and other spellings of the same JSON."""
+    raw = _copy_escaped(json.dumps(value, separators=spacing, ensure_ascii=ascii_only))
+    exact = _Rows({}).exact_metadata(raw)
+    fast = _orjson_canonical(raw)
+    assert fast is None or fast == exact
+    assert exact == json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    # And it does not always decline: plain metadata is what it is for.
+    if isinstance(value, dict) and all(
+        _plain_text(k) and (_plain_text(v) or _small_int(v)) for k, v in value.items()
+    ):
+        assert fast == exact
+
+
+def _plain_text(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+        and not any(c in value for c in ('"', "\\", "e-", "e+", "0.0000"))
+    )
+
+
+def _small_int(value: Any) -> bool:
+    return isinstance(value, int) and -(2**63) <= value < 2**63
+
+
+def test_orjson_steps_aside_where_its_numbers_differ_and_serves_plain_metadata() -> None:
+    for text in [
+        b'{"x": 0.00001}',
+        b"[1e-05]",
+        b'{"big": 100000000000000000000}',
+        b'{"s": "\x7f"}',
+        b'{"s": "\xc3\xa9"}',
+    ]:
+        assert _orjson_canonical(text) is None, text
+        assert _Rows({}).exact_metadata(text)
+    deep = b"[" * 300 + b"]" * 300
+    assert _orjson_canonical(deep) is None
+    plain = b'{"tool_name": "GitHub deploy", "grant_id": "9a6a1942-e46a-4459-96cc-725cfab0861c", "n": 7, "r": 0.5}'
+    assert _orjson_canonical(plain) == _Rows({}).exact_metadata(plain)
+    assert _orjson_canonical(plain) is not None
 
 
 def _cp(sequence: int, first: int, last: int, count: int) -> dict[str, Any]:

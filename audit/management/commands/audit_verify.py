@@ -73,7 +73,8 @@ class Command(OperatorCommand):
             for problem in report.problems:
                 where = f"event {problem.event_id}" if problem.event_id is not None else ""
                 where += f" checkpoint {problem.checkpoint}" if problem.checkpoint is not None else ""
-                self.stdout.write(f"PROBLEM {problem.kind}: {where.strip()}: {problem.detail}")
+                place = f" {where.strip()}:" if where.strip() else ""
+                self.stdout.write(f"PROBLEM {problem.kind}:{place} {problem.detail}")
         if not report.ok:
             if as_json:
                 raise SystemExit(1)
