@@ -13,4 +13,4 @@ def org_set_anomaly_auto_suspend(*, org: Organization, actor: HumanActor, enable
     Applies to alerts raised from now on; agents suspended earlier stay suspended.
     """
     require(actor, Capability.MANAGE_ORG, org.id)
-    return _org_setting_change(org, actor, "anomaly_auto_suspend", enabled)
+    return _org_setting_change(org=org, actor=actor, setting="anomaly_auto_suspend", value=enabled)

@@ -129,7 +129,7 @@ def _seconds(value: object) -> int | None:
 
 
 def _org_setting_change(
-    org: Organization, actor: HumanActor, setting: str, value: object, *, in_seconds: bool = False
+    *, org: Organization, actor: HumanActor, setting: str, value: object, in_seconds: bool = False
 ) -> Organization:
     """Lock the organization row, change one setting and audit it as ``org.settings_changed``
     (``setting``, ``from``, ``to``; ``from_seconds``, ``to_seconds`` for a duration). No change,
@@ -170,7 +170,9 @@ def org_set_max_grant_duration(
             MAX_GRANT_DURATION_INVALID,
             details=[FieldError("max_grant_duration", MAX_GRANT_DURATION_INVALID.error)],
         )
-    return _org_setting_change(org, actor, "max_grant_duration", max_grant_duration, in_seconds=True)
+    return _org_setting_change(
+        org=org, actor=actor, setting="max_grant_duration", value=max_grant_duration, in_seconds=True
+    )
 
 
 def membership_add(*, org: Organization, user: User, role: Role, actor: HumanActor) -> Membership:

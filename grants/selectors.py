@@ -53,13 +53,13 @@ def tool_access_for_agent(agent: Agent) -> list[ToolAccess]:
         status = expired if lapsed else stored
         out.append(
             ToolAccess(
-                tool_id,
-                name,
-                description,
-                status or "none",
-                denial_reason or None,
-                expires_at if status == approved else None,
-                access_mode == proxy,
+                id=tool_id,
+                name=name,
+                description=description,
+                your_access=status or "none",
+                denial_reason=denial_reason or None,
+                expires_at=expires_at if status == approved else None,
+                proxied=access_mode == proxy,
             )
         )
     return out

@@ -13,11 +13,10 @@ Only these three statements take this path; everything else stays with the ORM.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 import psycopg
-from django.db import connections
+from django.db import NotSupportedError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, Model
@@ -69,7 +68,7 @@ class Columns(Generic[M]):
         return f"{quote(self.alias)}.{column(self.model._meta.get_field(spec))}"
 
     def _converters_for(self, connection: BaseDatabaseWrapper) -> list[tuple[int, list[Converter], Any]]:
-        found = self._converters.get(connection.vendor)
+        found = self._converters.get(connection.alias)
         if found is None:
             found = []
             for i, f in enumerate(self.fields):
@@ -79,7 +78,7 @@ class Columns(Generic[M]):
                 )
                 if chain:
                     found.append((i, chain, expression))
-            self._converters[connection.vendor] = found
+            self._converters[connection.alias] = found
         return found
 
     def build(self, values: Sequence[Any], connection: BaseDatabaseWrapper) -> M | None:
@@ -104,13 +103,17 @@ def compose(template: str, **parts: Columns[Any]) -> str:
 def _cursor(connection: BaseDatabaseWrapper) -> Any:
     """A cursor for one of these statements, wrapped by Django as any cursor is (query logging,
     database error translation). On PostgreSQL with ``prepare_threshold`` set (AGENTKEY_DB_PREPARE,
-    agentkey/settings/base.py) it binds server-side, so psycopg prepares each statement once per
-    connection; the ORM's own cursors bind client-side and never prepare."""
+    agentkey/settings/base.py) it binds server-side, so psycopg prepares each statement on its
+    first use on a connection. The ORM's cursors bind client-side and never prepare (psycopg
+    still counts their texts, and a rollback on the connection drops what was prepared)."""
     if (
         connection.vendor != "postgresql"
         or connection.settings_dict["OPTIONS"].get("prepare_threshold") is None
     ):
         return connection.cursor()
+    # What connection.cursor() does before it makes a cursor: a connection that failed its
+    # health check is replaced, not used for one more failing request.
+    connection.close_if_health_check_failed()
     connection.validate_thread_sharing()
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
@@ -122,11 +125,34 @@ def _cursor(connection: BaseDatabaseWrapper) -> Any:
 class _LoggedAsWritten(CursorDebugWrapper):
     """Django's query log (DEBUG, assertNumQueries) for a prepared statement. psycopg keeps no
     text of a prepared execution for Django to read back, so the log shows the statement as
-    written, with ``%s`` for the parameters (no key hash or id in a log)."""
+    written, and without its parameters: a presented key's hash never reaches a log."""
 
     def execute(self, sql: Any, params: Any = None) -> Any:
-        with self.debug_sql(sql, params):
+        with self.debug_sql(sql, None):
             return CursorWrapper.execute(self, sql, params)
+
+
+def _plan_outdated(exc: NotSupportedError) -> bool:
+    """PostgreSQL refuses a prepared statement whose result columns changed type since it was
+    prepared (a migration widened a column): "cached plan must not change result type"."""
+    return getattr(exc.__cause__, "sqlstate", None) == "0A000"
+
+
+def _run(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any], *, returning: bool) -> Any:
+    """Execute one statement and fetch its row (when ``returning``). A prepared plan made stale
+    by a migration is dropped with its connection and the statement runs once more, prepared
+    afresh, unless a transaction is open (then the caller's request fails closed, 503)."""
+    try:
+        with _cursor(connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if returning else cursor.lastrowid
+    except NotSupportedError as exc:
+        if not _plan_outdated(exc) or connection.in_atomic_block:
+            raise
+    connection.close()  # its prepared statements go with it
+    with _cursor(connection) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() if returning else cursor.lastrowid
 
 
 def fetch_one(
@@ -134,9 +160,7 @@ def fetch_one(
 ) -> list[Any] | None:
     """Run one SELECT whose columns are ``parts`` in order; one instance (or None) per part."""
     connection = connections[using]
-    with _cursor(connection) as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _run(connection, sql, params, returning=True)
     if row is None:
         return None
     built: list[Any] = []
@@ -164,23 +188,26 @@ class Insert(Generic[M]):
         self.pk = pk
         self.fields = [f for f in model._meta.concrete_fields if f is not pk or not f.db_returning]
         self.returning = pk.db_returning
+        self._sql: dict[bool, str] = {}
 
-    @cached_property
-    def sql(self) -> str:
+    def sql(self, *, returning: bool) -> str:
         columns = ", ".join(column(f) for f in self.fields)
         placeholders = ", ".join(["%s"] * len(self.fields))
-        returning = f" RETURNING {column(self.pk)}" if self.returning else ""
-        return f"INSERT INTO {table(self.model)} ({columns}) VALUES ({placeholders}){returning}"  # noqa: S608  # nosec B608
+        tail = f" RETURNING {column(self.pk)}" if returning else ""
+        return f"INSERT INTO {table(self.model)} ({columns}) VALUES ({placeholders}){tail}"  # noqa: S608
 
     def save(self, obj: M, using: str = "default") -> M:
         """What ``Model.save()`` does for a new row of a model with no signals and no parents."""
         connection = connections[using]
         params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in self.fields]
-        with _cursor(connection) as cursor:
-            cursor.execute(self.sql, params)
-            if self.returning:
-                (key,) = cursor.fetchone()
-                setattr(obj, self.pk.attname, key)
+        # RETURNING where the backend has it (PostgreSQL; SQLite from 3.35), else the row id.
+        returning = self.returning and connection.features.can_return_columns_from_insert
+        sql = self._sql.get(returning)
+        if sql is None:
+            sql = self._sql[returning] = self.sql(returning=returning)
+        found = _run(connection, sql, params, returning=returning)
+        if self.returning:
+            setattr(obj, self.pk.attname, found[0] if returning else found)
         obj._state.adding = False
         obj._state.db = using
         return obj

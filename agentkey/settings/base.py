@@ -130,7 +130,7 @@ def database_from_url(url: str, *, pool: bool) -> dict[str, Any]:
             # prepared on first use, once per connection: no parsing or planning per vend. The
             # ORM's cursors bind client-side and never prepare, so only those few are. Turn off
             # behind a pooler that cannot keep prepared statements (PgBouncer in transaction
-            # mode before 1.21).
+            # mode before 1.21, or with max_prepared_statements = 0).
             options["prepare_threshold"] = 0
     elif engine.endswith("sqlite3"):
         # WAL lets readers run during a write; IMMEDIATE takes the write lock up

@@ -162,6 +162,11 @@ def _approved_grant(*, agent: Agent, tool_id: uuid.UUID) -> AccessGrant:
     status = grant.effective_status(timezone.now())
     if status != GrantStatus.APPROVED:
         raise Forbidden(_hint_for(status, tool_id))
+    if tool.is_canary:
+        # Marking a decoy ends its grants (grants.services.tool_edit); this refuses, shown as
+        # revoked, any approval that predates that (a grant from before the upgrade that
+        # brought tool_edit, a row written around the services). The row is already loaded.
+        raise Forbidden(_hint_for(GrantStatus.REVOKED, tool_id))
     grant.agent = agent
     return grant
 

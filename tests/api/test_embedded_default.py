@@ -29,17 +29,24 @@ client = Client()
 path = f"/api/tools/{seed['tool_id']}/credentials"
 bearer = {"HTTP_AUTHORIZATION": "Bearer " + seed["api_key"]}
 
+from accounts import keys
+from accounts.models import Agent, AgentKey
 from accounts.services import agent_authenticate
 from audit.models import AuditEvent
 from grants.models import AccessGrant
 agent, key = agent_authenticate(token=seed["api_key"])
+def same_as_orm(instance):  # every column as the ORM reads it back, converters included
+    orm = type(instance).objects.get(pk=instance.pk)
+    return [(f.attname, getattr(instance, f.attname) == getattr(orm, f.attname))
+            for f in type(instance)._meta.concrete_fields]
 vend = client.get(path, **bearer)
 row = AuditEvent.objects.filter(action="credential.vended").get()
 grant = AccessGrant.objects.get()
 print(json.dumps({
     "seed": seed,
-    "agent": [str(agent.id), agent.name, agent.status, type(agent.created_at).__name__,
-              agent.created_at.tzinfo is not None, key.key_hash == key.key_hash.lower()],
+    "agent": [str(agent.id), agent.status, type(agent.created_at).__name__,
+              agent.created_at.tzinfo is not None, key.key_hash == keys.digest(seed["api_key"])],
+    "columns": same_as_orm(agent) + same_as_orm(key),
     "key_agent_cached": key.agent is agent,
     "vend": [vend.status_code, vend.json()],
     "row": [row.id, str(row.agent_id), str(row.tool_id), row.metadata, len(row.signature) > 0],
@@ -56,7 +63,9 @@ def test_the_demo_vends_on_sqlite_through_the_hand_built_statements(tmp_path: Pa
     seed = out["seed"]
 
     # The key lookup built an Agent from text columns: a real UUID, an aware datetime.
-    assert out["agent"] == [seed["agent_id"], out["agent"][1], "active", "datetime", True, True]
+    assert out["agent"] == [seed["agent_id"], "active", "datetime", True, True]
+    assert out["columns"]
+    assert all(equal for _name, equal in out["columns"]), out["columns"]
     assert out["key_agent_cached"] is True
 
     status, body = out["vend"]

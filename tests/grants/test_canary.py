@@ -123,6 +123,17 @@ def revoked_hint(tool_id):
     return {"error": NOT_APPROVED, "hint": NOT_APPROVED_HINTS[GrantStatus.REVOKED].format(tool_id=tool_id)}
 
 
+def test_an_approval_that_predates_the_canary_mark_is_never_vended(org, agent, api, tool, operator):
+    """A grant approved on a tool that became a decoy without tool_edit (before the upgrade that
+    brought it, or a row written around the services) is still refused at the vend."""
+    grant_assign(agent=agent, tool=tool, actor=operator)
+    Tool.objects.filter(pk=tool.pk).update(is_canary=True)
+    assert AccessGrant.objects.get(agent=agent, tool=tool).status == GrantStatus.APPROVED
+    refused = api.credentials(tool.id)
+    assert (refused.status_code, refused.json()) == (403, revoked_hint(tool.id))
+    assert not AuditEvent.objects.filter(action=Action.CREDENTIAL_VENDED).exists()
+
+
 def test_marking_a_tool_as_a_canary_revokes_its_approved_and_pending_access_like_a_revoke(
     org, agent, api, tool, operator
 ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -71,3 +72,27 @@ def test_the_vend_statements_are_prepared_once_per_connection(org, operator, mon
         assert runs == {"key": [3], "grant": [3], "audit": [3]}, prepared
     else:
         assert runs == {"key": [], "grant": [], "audit": []}, prepared
+
+
+def test_a_migration_that_changes_a_selected_column_does_not_break_the_prepared_vend(org, operator):
+    """PostgreSQL refuses a prepared SELECT whose result type changed ("cached plan must not
+    change result type"); the statement is prepared afresh on a new connection instead of every
+    vend on this connection answering 503 until it is recycled."""
+    issued = factories.make_agent(org)
+    tool = factories.make_tool(org)
+    grant_assign(agent=issued.agent, tool=tool, actor=operator)
+    client = AgentClient(issued.key.plaintext)
+    assert client.credentials(tool.id).status_code == 200  # the key lookup is prepared now
+    before = connection.connection
+
+    def migrate(length: int) -> None:  # as `manage.py migrate` would, from another session
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            other.execute(f"ALTER TABLE accounts_agentkey ALTER COLUMN prefix TYPE varchar({length})")
+
+    migrate(32)
+    try:
+        assert client.credentials(tool.id).status_code == 200
+        assert connection.connection is not before  # the stale statement left with its connection
+        assert client.credentials(tool.id).status_code == 200
+    finally:
+        migrate(16)
