@@ -194,7 +194,7 @@ class Insert(Generic[M]):
         columns = ", ".join(column(f) for f in self.fields)
         placeholders = ", ".join(["%s"] * len(self.fields))
         tail = f" RETURNING {column(self.pk)}" if returning else ""
-        return f"INSERT INTO {table(self.model)} ({columns}) VALUES ({placeholders}){tail}"  # noqa: S608
+        return f"INSERT INTO {table(self.model)} ({columns}) VALUES ({placeholders}){tail}"  # noqa: S608  # nosec B608
 
     def save(self, obj: M, using: str = "default") -> M:
         """What ``Model.save()`` does for a new row of a model with no signals and no parents."""
