@@ -175,6 +175,16 @@ def org_set_max_grant_duration(
     )
 
 
+def org_set_anomaly_auto_suspend(*, org: Organization, actor: HumanActor, enabled: bool) -> Organization:
+    """Turn the organization's anomaly kill switch on or off (owners and admins): whether an
+    anomaly alert suspends its agent at once. Audited as ``org.settings_changed``.
+
+    Applies to alerts raised from now on; agents suspended earlier stay suspended.
+    """
+    require(actor, Capability.MANAGE_ORG, org.id)
+    return _org_setting_change(org=org, actor=actor, setting="anomaly_auto_suspend", value=enabled)
+
+
 def membership_add(*, org: Organization, user: User, role: Role, actor: HumanActor) -> Membership:
     require(actor, Capability.MANAGE_MEMBERS, org.id)
     with transaction.atomic():

@@ -26,7 +26,7 @@ from agentkey.core.errors import FieldError, Message, ValidationFailed
 from catalog.models import MAX_REQUIRED_APPROVALS, AccessMode, AuthType, CredentialMode, InjectAs, Tool
 from catalog.normalize import normalize_name, normalize_url
 from catalog.selectors import tools_for_org
-from catalog.services import _proxy_changes
+from catalog.services import proxy_changes
 
 FORMAT_VERSION = 1
 FORMATS = ("yaml", "json")
@@ -371,7 +371,7 @@ def _changed(tool: Tool, spec: ToolSpec, problems: list[FieldError]) -> tuple[st
     change; a value it would refuse is a problem of the file, reported before anything is written.
     """
     try:
-        proxy = _proxy_changes(tool, **{f: spec.values.get(f) for f in PROXY_FIELDS})
+        proxy = proxy_changes(tool, **{f: spec.values.get(f) for f in PROXY_FIELDS})
     except ValidationFailed as exc:
         problems.extend(FieldError(f"{spec.where}.{d.field}", d.message) for d in exc.details)
         proxy = {}

@@ -359,7 +359,7 @@ def suggestion_accept(*, suggestion: ToolSuggestion, tool: Tool, actor: HumanAct
         return _mark_accepted(locked, tool, actor)
 
 
-def _proxy_changes(
+def proxy_changes(
     tool: Tool,
     *,
     access_mode: str | None,
@@ -453,7 +453,7 @@ def tool_update(
     changed.update(_approval_changes(tool, required_approvals, separation_of_duties))
     changed.update({"is_canary": is_canary} if is_canary not in (None, tool.is_canary) else {})
     changed.update(
-        _proxy_changes(
+        proxy_changes(
             tool,
             access_mode=access_mode,
             upstream_origin=upstream_origin,

@@ -350,13 +350,11 @@ def _off_hours(
             continue
         for bucket in sorted(hours):
             judged = f"anomaly:offhours:{agent_id}:{bucket.isoformat()}"
-            try:
+            # With the cache down the hour is judged again: the alert is deduplicated.
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 if cache.get(judged):
                     continue
-            except (redis.exceptions.RedisError, OSError):
-                pass  # cache down: judge again, the alert is deduplicated
             raised += _off_hours_judge(agent, bucket, orgs[agent_id], lookback, min_history)
-            # Cache down: judged again next minute, and the alert is deduplicated.
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 cache.set(judged, 1, timeout=7200)
     return raised

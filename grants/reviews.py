@@ -166,7 +166,8 @@ def _request_due(org: Organization, now: datetime, batch_size: int) -> int:
     if org.access_review_after is None:
         return 0
     cutoff = now - org.access_review_after
-    opened, labels = 0, list[str]()
+    opened = 0
+    labels: list[str] = []
     try:
         while True:
             with transaction.atomic():

@@ -45,9 +45,8 @@ def tool_access_for_agent(agent: Agent) -> list[ToolAccess]:
         )
     )
     now = timezone.now()
-    approved, proxy = GrantStatus.APPROVED.value, AccessMode.PROXY.value
+    approved, expired, proxy = GrantStatus.APPROVED.value, GrantStatus.EXPIRED.value, AccessMode.PROXY.value
     out = []
-    expired = GrantStatus.EXPIRED.value
     for tool_id, name, description, access_mode, stored, denial_reason, expires_at in rows:
         lapsed = stored == approved and expires_at is not None and expires_at <= now
         status = expired if lapsed else stored

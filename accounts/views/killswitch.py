@@ -10,8 +10,8 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from accounts.console import console_view, membership_required, report
-from accounts.killswitch import org_set_anomaly_auto_suspend
 from accounts.permissions import Capability
+from accounts.services import org_set_anomaly_auto_suspend
 from agentkey.core.errors import DomainError
 
 

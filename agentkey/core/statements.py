@@ -143,13 +143,15 @@ def _run(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any], *, re
     by a migration is dropped with its connection and the statement runs once more, prepared
     afresh, unless a transaction is open (then the caller's request fails closed, 503)."""
     try:
-        with _cursor(connection) as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone() if returning else cursor.lastrowid
+        return _execute(connection, sql, params, returning=returning)
     except NotSupportedError as exc:
         if not _plan_outdated(exc) or connection.in_atomic_block:
             raise
     connection.close()  # its prepared statements go with it
+    return _execute(connection, sql, params, returning=returning)
+
+
+def _execute(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any], *, returning: bool) -> Any:
     with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() if returning else cursor.lastrowid

@@ -6,10 +6,12 @@ import uuid
 from datetime import datetime, timedelta
 
 from accounts.models import GRANT_DURATION_MAX, GRANT_DURATION_MIN, Agent, Organization, User
-from accounts.permissions import HumanActor
+from accounts.permissions import HumanActor, acting_user
 from agentkey.core.durations import format_duration, human_duration
 from agentkey.core.errors import FieldError, Message, ValidationFailed
 from agentkey.core.links import console_link
+from audit.models import Action
+from audit.services import audit_record
 from catalog.models import Tool
 from grants.models import AccessGrant, GrantStatus
 from notifications.models import Event
@@ -196,6 +198,21 @@ def _save_dropping(grant: AccessGrant, old_secret: Secret | None) -> None:
     grant.save()
     if old_secret is not None:
         secret_delete(secret=old_secret)
+
+
+def revoke_locked(grant: AccessGrant, *, actor: HumanActor, reason: str, now: datetime) -> None:
+    """A person's revoke of a locked grant: access ended, ``grant.revoked`` audited (from which
+    state, the tool, the reason) and ``access.revoked`` announced. The grant's tool and agent
+    are loaded."""
+    was = grant.effective_status(now)
+    end_access(grant, decided_by=acting_user(actor), label=actor.audit_actor().label, now=now)
+    audit_record(
+        action=Action.GRANT_REVOKED,
+        actor=actor,
+        target=grant,
+        metadata={"from": was, "tool_name": grant.tool.name, "reason": reason[:500]},
+    )
+    _announce_decision(grant, Event.ACCESS_REVOKED, actor, reason=reason[:500])
 
 
 def end_access(grant: AccessGrant, *, decided_by: User | None, label: str, now: datetime) -> None:

@@ -41,8 +41,8 @@ from grants.services.common import (
     _detach_secret,
     _expiry_label,
     _save_dropping,
-    end_access,
     grant_duration_limit,
+    revoke_locked,
 )
 from notifications.models import Event
 from vault.services import secret_create
@@ -138,14 +138,13 @@ def grant_approve(
     is given with (and only with) the approval that completes the quorum.
     """
     require(reviewer, Capability.DECIDE_GRANTS, grant.org_id)
-    refuse_canary(grant.tool)
     now = timezone.now()
     if not isinstance(expires_at, AsRequested):
         _check_expiry(expires_at, now)
     with transaction.atomic():
         locked = _lock_pending(grant)
-        # Marked a canary since the caller loaded the tool? Its grants are being revoked
-        # (grants.services.tool_edit): re-read under the grant's lock, never approve.
+        # The tool as it is now, read with the locked grant (the caller's copy may predate a
+        # canary mark, which revokes the grant: grants.services.tool_edit).
         refuse_canary(locked.tool)
         required = locked.tool.required_approvals
         approver = quorum.Approver.of(reviewer)
@@ -280,15 +279,7 @@ def grant_revoke(*, grant: AccessGrant, actor: HumanActor, reason: str = "") -> 
         )
         if locked.status != GrantStatus.APPROVED:
             raise Conflict(GRANT_NOT_APPROVED.format(status=locked.status))
-        was = locked.effective_status(now)
-        end_access(locked, decided_by=acting_user(actor), label=actor.audit_actor().label, now=now)
-        audit_record(
-            action=Action.GRANT_REVOKED,
-            actor=actor,
-            target=locked,
-            metadata={"from": was, "tool_name": locked.tool.name, "reason": reason[:500]},
-        )
-        _announce_decision(locked, Event.ACCESS_REVOKED, actor, reason=reason[:500])
+        revoke_locked(locked, actor=actor, reason=reason, now=now)
     return locked
 
 

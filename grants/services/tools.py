@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AgentStatus, Organization
-from accounts.permissions import Capability, HumanActor, acting_user, require
+from accounts.permissions import Capability, HumanActor, require
 from agentkey.core.errors import Conflict
 from audit.models import Action
 from audit.services import audit_record
@@ -22,8 +22,7 @@ from catalog.services import (
     tool_update,
 )
 from grants.models import AccessGrant, GrantStatus
-from grants.services.common import _announce_decision, _announce_request, end_access
-from notifications.models import Event
+from grants.services.common import _announce_request, revoke_locked
 
 #: The revoke reason of access ended because its tool became a canary.
 CANARY_MARKED = "the tool was marked as a canary (a decoy)"
@@ -104,7 +103,8 @@ def tool_edit(*, tool: Tool, actor: HumanActor, **fields: Any) -> Tool:
     edits a tool calls this, because marking a tool as a canary (``is_canary=True``) ends every
     approved or pending grant of it in the same transaction, each audited and announced like a
     revoke: the agent's next vend gets the revoked hint, and ``refuse_canary`` keeps it from
-    being approved or assigned again. The vend itself never looks at the flag.
+    being approved or assigned again. (The vend also refuses a canary's grant, for approvals
+    that predate the mark.)
     """
     if not fields.get("is_canary"):
         return tool_update(tool=tool, actor=actor, **fields)
@@ -131,15 +131,6 @@ def _end_access_to_canary(*, tool: Tool, actor: HumanActor) -> None:
         .filter(tool_id=tool.id, status__in=(GrantStatus.APPROVED, GrantStatus.PENDING))
         .order_by("id")
     )
-    label = actor.audit_actor().label
     for grant in ended:
-        was = grant.effective_status(now)
-        end_access(grant, decided_by=acting_user(actor), label=label, now=now)
         grant.tool = tool
-        audit_record(
-            action=Action.GRANT_REVOKED,
-            actor=actor,
-            target=grant,
-            metadata={"from": was, "tool_name": tool.name, "reason": CANARY_MARKED},
-        )
-        _announce_decision(grant, Event.ACCESS_REVOKED, actor, reason=CANARY_MARKED)
+        revoke_locked(grant, actor=actor, reason=CANARY_MARKED, now=now)

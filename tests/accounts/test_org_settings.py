@@ -13,9 +13,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.killswitch import org_set_anomaly_auto_suspend
 from accounts.models import Organization
-from accounts.services import org_set_max_grant_duration
+from accounts.services import org_set_anomaly_auto_suspend, org_set_max_grant_duration
 from agentkey.core.errors import Forbidden
 from audit.models import Action
 

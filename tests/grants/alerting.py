@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from accounts.killswitch import org_set_anomaly_auto_suspend
+from accounts.services import org_set_anomaly_auto_suspend
 from audit.models import Action
 from audit.services import audit_record
 from grants.models import Alert
